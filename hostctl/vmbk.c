@@ -14,6 +14,19 @@
 #include "vmbk.h"
 
 static const vmbkCommand commands[] = {
+    { "backup", "DOMAIN -r REPO [-l full|inc|diff|auto] [--disk TARGET]... [--quiesce] "
+      "[--method checkpoint|snapshot] [--json]",
+      "take a live, point-in-time backup of a running domain", vmbkCmdBackup },
+    { "list", "-r REPO [DOMAIN] [--json]", "list the points in a repository", vmbkCmdList },
+    { "verify", "-r REPO DOMAIN [--point ID|latest|all]",
+      "check points against their digests; exit 0 only if intact", vmbkCmdVerify },
+    { "restore", "-r REPO DOMAIN [--point ID] [--disk TARGET] (-o FILE [--format raw|qcow2] | "
+      "--define NAME [--instant])", "restore a disk image or a new domain from a point",
+      vmbkCmdRestore },
+    { "snapshot", "create|list|export|delete [DOMAIN] [--disk TARGET]... [--tcp ADDR:PORT] "
+      "[--since CHECKPOINT] [--json]",
+      "live point-in-time views of a domain's disks, served read-only over NBD",
+      vmbkCmdSnapshot },
     { "disks", "DOMAIN [--json]", "list a domain's disks and whether each can be backed up",
       vmbkCmdDisks },
     { "accel", "", "say whether VMs vmbk starts get KVM or TCG (probes KVM)",

@@ -35,4 +35,19 @@ virDomainPtr vmbkLookupDomain(virConnectPtr conn, const char *name);
 /* The commands, one file each. */
 #define VMBK_COMMAND(name) int name(vmbkGlobal *global, const vmbkCommand *cmd, int argc, char **argv)
 VMBK_COMMAND(vmbkCmdAccel);
+VMBK_COMMAND(vmbkCmdBackup);
 VMBK_COMMAND(vmbkCmdDisks);
+VMBK_COMMAND(vmbkCmdList);
+VMBK_COMMAND(vmbkCmdRestore);
+VMBK_COMMAND(vmbkCmdSnapshot);
+VMBK_COMMAND(vmbkCmdVerify);
+
+/* cmd-list.c: a point as --json prints it */
+struct _vmbkJson;
+struct _vmbkPoint;
+void vmbkPointJson(struct _vmbkJson *out, const struct _vmbkPoint *point);
+
+/* restore-define.c */
+struct _vmbkRepo;
+int vmbkRestoreDefine(vmbkGlobal *global, struct _vmbkRepo *repo, GPtrArray *points,
+                      struct _vmbkPoint *point, const char *only, const char *name, bool instant);

@@ -1,0 +1,393 @@
+/* vmbk: libvirt backup jobs in pull mode, and the job directory that holds their socket */
+#include <config.h>
+
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <libvirt/virterror.h>
+#include <libxml/xmlwriter.h>
+
+#include "backupjob.h"
+#include "vmbk-autoptr.h"
+#include "vmbk-error.h"
+#include "xml.h"
+
+char *
+vmbkJobsDir(void)
+{
+    const char *state = g_getenv("VMBK_STATE_DIR");
+
+    return g_build_filename(state && *state ? state : "/var/lib/vmbk", "jobs", NULL);
+}
+
+/* The user qemu runs as under qemu:///system. */
+static bool
+vmbkQemuUser(uid_t *uid, gid_t *gid)
+{
+    static const char *const names[] = { "libvirt-qemu", "qemu" };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(names); i++) {
+        struct passwd *pw = getpwnam(names[i]);
+        if (pw) {
+            *uid = pw->pw_uid;
+            *gid = pw->pw_gid;
+            return true;
+        }
+    }
+    return false;
+}
+
+char *
+vmbkJobDirCreate(const char *domain_uuid, const char *kind)
+{
+    g_autofree char *jobs = vmbkJobsDir();
+    g_autofree char *tmpl = NULL;
+    g_autofree char *owner = NULL;
+    g_autofree char *text = NULL;
+    g_autoptr(GError) err = NULL;
+    uid_t uid;
+    gid_t gid;
+
+    if (g_mkdir_with_parents(jobs, 0755) < 0) {
+        vmbkErrorSystem(errno, "cannot create '%s'", jobs);
+        return NULL;
+    }
+    tmpl = g_strdup_printf("%s/%s-XXXXXX", jobs, domain_uuid);
+    if (!g_mkdtemp_full(tmpl, 0700)) {
+        vmbkErrorSystem(errno, "cannot create a job directory in '%s'", jobs);
+        return NULL;
+    }
+    owner = g_build_filename(tmpl, "owner", NULL);
+    text = g_strdup_printf("pid=%d\nkind=%s\n", (int) getpid(), kind);
+    if (!g_file_set_contents(owner, text, -1, &err)) {
+        vmbkError(VMBK_ERR_INTERNAL, "cannot write '%s': %s", owner, err->message);
+        vmbkJobDirRemove(tmpl);
+        return NULL;
+    }
+    /* qemu creates the socket and libvirt the scratch files here. */
+    if (getuid() == 0 && vmbkQemuUser(&uid, &gid) && chown(tmpl, uid, gid) < 0) {
+        vmbkErrorSystem(errno, "cannot give '%s' to the qemu user", tmpl);
+        vmbkJobDirRemove(tmpl);
+        return NULL;
+    }
+    return g_steal_pointer(&tmpl);
+}
+
+void
+vmbkJobDirRemove(const char *dir)
+{
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+
+    if (!dir)
+        return;
+    if ((d = g_dir_open(dir, 0, NULL))) {
+        while ((name = g_dir_read_name(d))) {
+            g_autofree char *path = g_build_filename(dir, name, NULL);
+            g_unlink(path);
+        }
+    }
+    g_rmdir(dir);
+}
+
+void
+vmbkBackupJobFree(vmbkBackupJob *job)
+{
+    guint i;
+
+    if (!job)
+        return;
+    for (i = 0; job->disks && i < job->disks->len; i++) {
+        vmbkBackupJobDisk *disk = g_ptr_array_index(job->disks, i);
+        g_free(disk->target);
+        g_free(disk->export);
+        g_free(disk->bitmap);
+        g_free(disk);
+    }
+    if (job->disks)
+        g_ptr_array_free(job->disks, TRUE);
+    g_free(job->dir);
+    g_free(job->socket);
+    g_free(job->tcp_host);
+    g_free(job->tcp_port);
+    g_free(job);
+}
+
+static bool
+vmbkStrvContains(GPtrArray *strs, const char *s)
+{
+    guint i;
+
+    for (i = 0; i < strs->len; i++) {
+        if (g_str_equal(g_ptr_array_index(strs, i), s))
+            return true;
+    }
+    return false;
+}
+
+static char *
+vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char *incremental)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlTextWriterPtr w = xmlNewTextWriterMemory(buf, 0);
+    char *ret;
+    guint i;
+
+    xmlTextWriterStartElement(w, BAD_CAST "domainbackup");
+    xmlTextWriterWriteAttribute(w, BAD_CAST "mode", BAD_CAST "pull");
+    if (incremental)
+        xmlTextWriterWriteElement(w, BAD_CAST "incremental", BAD_CAST incremental);
+    xmlTextWriterStartElement(w, BAD_CAST "server");
+    if (job->tcp_host) {
+        xmlTextWriterWriteAttribute(w, BAD_CAST "transport", BAD_CAST "tcp");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST job->tcp_host);
+        xmlTextWriterWriteAttribute(w, BAD_CAST "port", BAD_CAST job->tcp_port);
+    } else {
+        xmlTextWriterWriteAttribute(w, BAD_CAST "transport", BAD_CAST "unix");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "socket", BAD_CAST job->socket);
+    }
+    xmlTextWriterEndElement(w);
+    xmlTextWriterStartElement(w, BAD_CAST "disks");
+    for (i = 0; i < all->len; i++) {
+        const char *target = g_ptr_array_index(all, i);
+        bool yes = vmbkStrvContains(targets, target);
+
+        xmlTextWriterStartElement(w, BAD_CAST "disk");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST target);
+        xmlTextWriterWriteAttribute(w, BAD_CAST "backup", BAD_CAST(yes ? "yes" : "no"));
+        if (yes) {
+            g_autofree char *scratch = g_strdup_printf("%s/%s.scratch", job->dir, target);
+            xmlTextWriterWriteAttribute(w, BAD_CAST "type", BAD_CAST "file");
+            xmlTextWriterStartElement(w, BAD_CAST "scratch");
+            xmlTextWriterWriteAttribute(w, BAD_CAST "file", BAD_CAST scratch);
+            xmlTextWriterEndElement(w);
+        }
+        xmlTextWriterEndElement(w);
+    }
+    xmlTextWriterEndElement(w);
+    xmlTextWriterEndElement(w);
+    xmlFreeTextWriter(w);
+    ret = g_strdup((const char *) xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    return ret;
+}
+
+static char *
+vmbkCheckpointXml(const char *name, const char *description, GPtrArray *targets, GPtrArray *all)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlTextWriterPtr w = xmlNewTextWriterMemory(buf, 0);
+    char *ret;
+    guint i;
+
+    xmlTextWriterStartElement(w, BAD_CAST "domaincheckpoint");
+    xmlTextWriterWriteElement(w, BAD_CAST "name", BAD_CAST name);
+    xmlTextWriterWriteElement(w, BAD_CAST "description", BAD_CAST description);
+    xmlTextWriterStartElement(w, BAD_CAST "disks");
+    for (i = 0; i < all->len; i++) {
+        const char *target = g_ptr_array_index(all, i);
+
+        xmlTextWriterStartElement(w, BAD_CAST "disk");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST target);
+        xmlTextWriterWriteAttribute(w, BAD_CAST "checkpoint",
+                                    BAD_CAST(vmbkStrvContains(targets, target) ? "bitmap" : "no"));
+        xmlTextWriterEndElement(w);
+    }
+    xmlTextWriterEndElement(w);
+    xmlTextWriterEndElement(w);
+    xmlFreeTextWriter(w);
+    ret = g_strdup((const char *) xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    return ret;
+}
+
+/* What libvirt says it exports: names and bitmaps per disk. */
+static int
+vmbkBackupJobRead(virDomainPtr dom, const char *name, vmbkBackupJob *job, bool incremental)
+{
+    g_autofree char *xml = virDomainBackupGetXMLDesc(dom, 0);
+    g_autoptr(xmlDoc) doc = NULL;
+    g_autoptr(xmlXPathContext) ctx = NULL;
+    g_autoptr(xmlXPathObject) nodes = NULL;
+    int i;
+
+    if (!xml) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot read the backup job of domain '%s'", name);
+        return -1;
+    }
+    if (!(doc = vmbkXmlParse(xml, "the backup job's XML")))
+        return -1;
+    ctx = xmlXPathNewContext(doc);
+    nodes = vmbkXPathNodes(ctx, NULL, "/domainbackup/disks/disk[@backup='yes']");
+    for (i = 0; nodes && nodes->nodesetval && i < nodes->nodesetval->nodeNr; i++) {
+        xmlNodePtr node = nodes->nodesetval->nodeTab[i];
+        vmbkBackupJobDisk *disk = g_new0(vmbkBackupJobDisk, 1);
+        g_autofree char *bitmap = NULL;
+
+        g_ptr_array_add(job->disks, disk);
+        disk->target = vmbkXPathString(ctx, node, "string(@name)");
+        disk->export = vmbkXPathString(ctx, node, "string(@exportname)");
+        if (!disk->export)
+            disk->export = g_strdup(disk->target);
+        if (incremental) {
+            bitmap = vmbkXPathString(ctx, node, "string(@exportbitmap)");
+            if (!bitmap)
+                bitmap = g_strdup_printf("backup-%s", disk->target);
+            disk->bitmap = g_strdup_printf("qemu:dirty-bitmap:%s", bitmap);
+        }
+    }
+    return 0;
+}
+
+vmbkBackupJob *
+vmbkBackupBegin(virDomainPtr dom, const char *name, const char *uuid, GPtrArray *targets,
+                GPtrArray *all_targets, const char *incremental, const char *checkpoint,
+                const char *description, const char *kind, const char *tcp_host,
+                const char *tcp_port)
+{
+    g_autoptr(vmbkBackupJob) job = g_new0(vmbkBackupJob, 1);
+    g_autofree char *backup_xml = NULL;
+    g_autofree char *checkpoint_xml = NULL;
+
+    job->disks = g_ptr_array_new();
+    if (!(job->dir = vmbkJobDirCreate(uuid, kind)))
+        return NULL;
+    if (tcp_host) {
+        job->tcp_host = g_strdup(tcp_host);
+        job->tcp_port = g_strdup(tcp_port);
+    } else {
+        job->socket = g_build_filename(job->dir, "nbd.sock", NULL);
+    }
+    backup_xml = vmbkBackupXml(job, targets, all_targets, incremental);
+    if (checkpoint)
+        checkpoint_xml = vmbkCheckpointXml(checkpoint, description, targets, all_targets);
+
+    if (virDomainBackupBegin(dom, backup_xml, checkpoint_xml, 0) < 0) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot start a backup job of domain '%s'", name);
+        vmbkJobDirRemove(job->dir);
+        return NULL;
+    }
+    if (vmbkBackupJobRead(dom, name, job, incremental != NULL) < 0) {
+        vmbkBackupEnd(dom, g_steal_pointer(&job));
+        return NULL;
+    }
+    return g_steal_pointer(&job);
+}
+
+void
+vmbkBackupEnd(virDomainPtr dom, vmbkBackupJob *job)
+{
+    if (!job)
+        return;
+    /* A pull-mode job ends by aborting it; a domain that went away has no job left to end. */
+    if (virDomainAbortJob(dom) < 0 && virDomainIsActive(dom) == 1) {
+        virErrorPtr err = virGetLastError();
+        fprintf(stderr, "%s: warning: cannot end the backup job: %s\n", vmbk_progname,
+                err && err->message ? err->message : "unknown error");
+    }
+    vmbkJobDirRemove(job->dir);
+    vmbkBackupJobFree(job);
+}
+
+/* pid of the vmbk that owns a job directory, if it is still alive, else 0. */
+int
+vmbkJobDirOwner(const char *dir, char **kind)
+{
+    g_autofree char *owner = g_build_filename(dir, "owner", NULL);
+    g_autofree char *text = NULL;
+    g_autofree char *comm = NULL;
+    g_autofree char *commpath = NULL;
+    g_auto(GStrv) lines = NULL;
+    int pid = 0;
+    size_t i;
+
+    if (!g_file_get_contents(owner, &text, NULL, NULL))
+        return 0;
+    lines = g_strsplit(text, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        if (g_str_has_prefix(lines[i], "pid="))
+            pid = atoi(lines[i] + 4);
+        else if (g_str_has_prefix(lines[i], "kind=") && kind)
+            *kind = g_strdup(lines[i] + 5);
+    }
+    if (pid <= 0 || pid == getpid() || kill(pid, 0) < 0)
+        return 0;
+    commpath = g_strdup_printf("/proc/%d/comm", pid);
+    if (!g_file_get_contents(commpath, &comm, NULL, NULL) || !g_str_has_prefix(comm, "vmbk"))
+        return 0;
+    return pid;
+}
+
+int
+vmbkBackupFindJob(virDomainPtr dom, const char *name, char **dir, char **xml_out)
+{
+    g_autofree char *xml = NULL;
+    g_autofree char *jobs = vmbkJobsDir();
+    g_autofree char *scratch = NULL;
+    g_autoptr(xmlDoc) doc = NULL;
+    g_autoptr(xmlXPathContext) ctx = NULL;
+
+    *dir = NULL;
+    if (!(xml = virDomainBackupGetXMLDesc(dom, 0))) {
+        virErrorPtr err = virGetLastError();
+        if (err && (err->code == VIR_ERR_NO_DOMAIN_BACKUP || err->code == VIR_ERR_OPERATION_INVALID))
+            return 0; /* no job: the usual case */
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot ask libvirt about backup jobs of domain '%s'", name);
+        return -1;
+    }
+    if (!(doc = vmbkXmlParse(xml, "the backup job's XML")))
+        return -1;
+    ctx = xmlXPathNewContext(doc);
+    /* Our jobs keep their scratch files in a job directory, whatever their transport. */
+    scratch = vmbkXPathString(ctx, NULL, "string(/domainbackup/disks/disk/scratch/@file)");
+    if (scratch && g_str_has_prefix(scratch, jobs))
+        *dir = g_path_get_dirname(scratch);
+    if (xml_out)
+        *xml_out = g_steal_pointer(&xml);
+    return 1;
+}
+
+int
+vmbkBackupCleanStale(virDomainPtr dom, const char *name)
+{
+    g_autofree char *dir = NULL;
+    g_autofree char *kind = NULL;
+    int pid, r;
+
+    if ((r = vmbkBackupFindJob(dom, name, &dir, NULL)) <= 0)
+        return r;
+    if (!dir) {
+        vmbkError(VMBK_ERR_OPERATION, "domain '%s' has a backup job that vmbk did not start; "
+                  "end it with 'virsh domjobabort %s' if it is no longer wanted", name, name);
+        return -1;
+    }
+    if ((pid = vmbkJobDirOwner(dir, &kind))) {
+        if (kind && g_str_equal(kind, "view"))
+            vmbkError(VMBK_ERR_OPERATION, "domain '%s' has a snapshot view open (vmbk snapshot "
+                      "create); end it with 'vmbk snapshot delete %s'", name, name);
+        else
+            vmbkError(VMBK_ERR_OPERATION, "domain '%s' is being backed up by vmbk (pid %d); wait "
+                      "for it to finish", name, pid);
+        return -1;
+    }
+    if (kind && g_str_equal(kind, "view")) {
+        vmbkError(VMBK_ERR_OPERATION, "domain '%s' has a snapshot view open (vmbk snapshot "
+                  "create); end it with 'vmbk snapshot delete %s'", name, name);
+        return -1;
+    }
+    fprintf(stderr, "%s: ending the backup job of domain '%s' left by an interrupted vmbk\n",
+            vmbk_progname, name);
+    if (virDomainAbortJob(dom) < 0) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot end the stale backup job of domain '%s'", name);
+        return -1;
+    }
+    vmbkJobDirRemove(dir);
+    return 0;
+}

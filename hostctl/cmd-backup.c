@@ -1,0 +1,732 @@
+/* vmbk backup: a live, point-in-time backup of a running domain into the repository
+ *
+ * The flow (see DESIGN.md): lock the domain in the repository, clear what an interrupted run left,
+ * decide level and parent, start a pull-mode backup job with a new checkpoint, copy each disk's
+ * export into a new qcow2 backed by the parent's, end the job, commit the point (manifest last,
+ * then rename), prune checkpoints no point needs.  Whatever fails, the job is ended, the new
+ * checkpoint and the partial point are removed, and the guest runs on as before.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <libvirt/virterror.h>
+
+#include "backupjob.h"
+#include "checkpoint.h"
+#include "digest.h"
+#include "domxml.h"
+#include "json.h"
+#include "nbdcopy.h"
+#include "qemunbd.h"
+#include "repo.h"
+#include "snapshot.h"
+#include "spawn.h"
+#include "vmbk.h"
+
+typedef struct {
+    vmbkGlobal *global;
+    const char *name;
+    char *uuid;
+    virDomainPtr dom;
+    vmbkRepo *repo;
+    GPtrArray *disks;   /* of vmbkDisk: the selected ones */
+    GPtrArray *targets; /* their names */
+    GPtrArray *all;     /* names of all the domain's disks */
+    GPtrArray *points;
+    const char *level;      /* full, inc, diff */
+    const char *method;     /* checkpoint, snapshot */
+    vmbkPoint *parent;      /* NULL for a full */
+    bool quiesce;
+    bool progress;
+    bool level_auto;        /* -l auto: a broken chain means a full, not a failure */
+} vmbkBackup;
+
+static const char *
+vmbkBackupLevelCheck(const char *level)
+{
+    static const char *const levels[] = { "full", "inc", "diff", "auto" };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(levels); i++) {
+        if (g_str_equal(level, levels[i]))
+            return levels[i];
+    }
+    return NULL;
+}
+
+/* The disks to back up: all, or those named with --disk. */
+static int
+vmbkBackupSelectDisks(vmbkBackup *b, const char *xml, char **wanted)
+{
+    g_autoptr(GPtrArray) disks = vmbkDomainDisks(xml, b->name);
+    guint i;
+    size_t j;
+
+    if (!disks)
+        return -1;
+    b->disks = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkDiskFree);
+    b->targets = g_ptr_array_new();
+    b->all = g_ptr_array_new();
+    for (i = 0; i < disks->len; i++)
+        g_ptr_array_add(b->all, ((vmbkDisk *) g_ptr_array_index(disks, i))->target);
+
+    for (j = 0; wanted && wanted[j]; j++) {
+        bool found = false;
+        for (i = 0; i < disks->len; i++)
+            found |= g_str_equal(((vmbkDisk *) g_ptr_array_index(disks, i))->target, wanted[j]);
+        if (!found) {
+            g_autofree char *list = NULL;
+            g_ptr_array_add(b->all, NULL);
+            list = g_strjoinv(", ", (char **) b->all->pdata);
+            g_ptr_array_remove_index(b->all, b->all->len - 1);
+            vmbkError(VMBK_ERR_OPERATION, "domain '%s' has no disk '%s'; its disks are: %s",
+                      b->name, wanted[j], list);
+            return -1;
+        }
+    }
+    for (i = 0; i < disks->len; i++) {
+        vmbkDisk *disk = g_ptr_array_index(disks, i);
+        if (wanted && !g_strv_contains((const char *const *) wanted, disk->target))
+            continue;
+        if (!g_str_equal(disk->type, "file") && !g_str_equal(disk->type, "block")) {
+            vmbkError(VMBK_ERR_OPERATION, "disk '%s' of domain '%s' is a %s disk; vmbk backs up "
+                      "file and block disks (leave it out with --disk)", disk->target, b->name,
+                      disk->type);
+            return -1;
+        }
+        g_ptr_array_add(b->targets, disk->target);
+        g_ptr_array_add(b->disks, disk);
+        disks->pdata[i] = NULL;
+    }
+    /* b->all points into disks we keep in b->disks or free below: copy the names. */
+    for (i = 0; i < b->all->len; i++)
+        b->all->pdata[i] = g_strdup(b->all->pdata[i]);
+    g_ptr_array_set_free_func(b->all, g_free);
+    if (b->disks->len == 0) {
+        vmbkError(VMBK_ERR_OPERATION, "domain '%s' has no disk to back up", b->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The parent an incremental or differential would use, checked usable; NULL and reported if not. */
+static vmbkPoint *
+vmbkBackupParent(vmbkBackup *b, const char *level)
+{
+    vmbkPoint *parent = NULL;
+    guint i;
+
+    if (g_str_equal(level, "inc")) {
+        if (b->points->len > 0)
+            parent = g_ptr_array_index(b->points, b->points->len - 1);
+    } else {
+        for (i = b->points->len; i > 0 && !parent; i--) {
+            vmbkPoint *p = g_ptr_array_index(b->points, i - 1);
+            if (g_str_equal(p->level, "full"))
+                parent = p;
+        }
+    }
+    if (!parent) {
+        vmbkError(VMBK_ERR_OPERATION, "the repository '%s' has no %s point of domain '%s' to "
+                  "base -l %s on; run a full backup or pass -l auto", b->repo->path,
+                  g_str_equal(level, "inc") ? "earlier" : "full", b->name, level);
+        return NULL;
+    }
+    if (!parent->checkpoint) {
+        vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s' was taken without a checkpoint "
+                  "(--method snapshot); run a full backup or pass -l auto", parent->id, b->name);
+        return NULL;
+    }
+    if (parent->uuid && !g_str_equal(parent->uuid, b->uuid)) {
+        vmbkError(VMBK_ERR_OPERATION, "point %s belongs to another domain named '%s' (uuid %s); "
+                  "run a full backup or pass -l auto", parent->id, b->name, parent->uuid);
+        return NULL;
+    }
+    for (i = 0; i < b->disks->len; i++) {
+        vmbkDisk *disk = g_ptr_array_index(b->disks, i);
+        if (!vmbkPointFindDisk(parent, disk->target)) {
+            vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s' has no disk '%s'; run a full "
+                      "backup or pass -l auto", parent->id, b->name, disk->target);
+            return NULL;
+        }
+    }
+    if (vmbkCheckpointValidate(b->dom, b->name, parent->checkpoint, parent->id) < 0)
+        return NULL;
+    return parent;
+}
+
+static int
+vmbkBackupDecide(vmbkBackup *b, const char *level, const char *method, bool method_given)
+{
+    guint i;
+
+    b->method = method;
+    if (g_str_equal(method, "snapshot")) {
+        if (g_str_equal(level, "inc") || g_str_equal(level, "diff")) {
+            vmbkError(VMBK_ERR_USAGE, "--method snapshot takes full backups only, not -l %s",
+                      level);
+            return -1;
+        }
+        b->level = "full";
+        return 0;
+    }
+
+    for (i = 0; i < b->disks->len; i++) {
+        vmbkDisk *disk = g_ptr_array_index(b->disks, i);
+        const char *problem = vmbkDiskCheckpointProblem(disk);
+
+        if (!problem)
+            continue;
+        if (g_str_equal(level, "inc") || g_str_equal(level, "diff")) {
+            vmbkError(VMBK_ERR_OPERATION, "disk '%s' of domain '%s' is %s: %s; back it up with "
+                      "-l full --method snapshot", disk->target, b->name, disk->format, problem);
+            return -1;
+        }
+        if (method_given) {
+            vmbkError(VMBK_ERR_OPERATION, "disk '%s' of domain '%s' is %s: %s; use "
+                      "--method snapshot", disk->target, b->name, disk->format, problem);
+            return -1;
+        }
+        fprintf(stderr, "%s: disk '%s' is %s, which cannot hold a checkpoint: taking a full "
+                "backup through an external snapshot\n", vmbk_progname, disk->target,
+                disk->format);
+        b->method = "snapshot";
+        b->level = "full";
+        return 0;
+    }
+
+    if (g_str_equal(level, "full")) {
+        b->level = "full";
+        return 0;
+    }
+    if (g_str_equal(level, "auto")) {
+        if (b->points->len == 0) {
+            b->level = "full";
+            return 0;
+        }
+        if (!(b->parent = vmbkBackupParent(b, "inc"))) {
+            fprintf(stderr, "%s: taking a full backup: %s\n", vmbk_progname, vmbkErrorMessage());
+            vmbkErrorReset();
+            b->level = "full";
+            return 0;
+        }
+        b->level = "inc";
+        return 0;
+    }
+    if (!(b->parent = vmbkBackupParent(b, level)))
+        return -1;
+    b->level = level;
+    return 0;
+}
+
+static volatile int interrupted;
+
+static void
+vmbkBackupSignal(int sig)
+{
+    interrupted = sig;
+}
+
+static void
+vmbkBackupProgress(void *opaque, uint64_t done, uint64_t total)
+{
+    const char *target = opaque;
+
+    fprintf(stderr, "\r%s: %3d%% of %" PRIu64 " MiB to copy", target,
+            total ? (int) (done * 100 / total) : 100, total * VMBK_DIGEST_LEAF_SIZE >> 20);
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+/* Test hook: VMBK_TEST_PAUSE=FILE makes vmbk create FILE once the point is taken and wait
+ * (at most 5 minutes) until it is removed before copying, so a test can write into the guest. */
+static int
+vmbkBackupTestPause(void)
+{
+    const char *file = g_getenv("VMBK_TEST_PAUSE");
+    int i;
+
+    if (!file || !*file)
+        return 0;
+    if (!g_file_set_contents(file, "paused\n", -1, NULL)) {
+        vmbkError(VMBK_ERR_INTERNAL, "cannot create the test pause file '%s'", file);
+        return -1;
+    }
+    for (i = 0; i < 3000 && g_file_test(file, G_FILE_TEST_EXISTS) && !interrupted; i++)
+        g_usleep(100 * 1000);
+    return 0;
+}
+
+static uint64_t
+vmbkStoredBytes(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 ? (uint64_t) sb.st_blocks * 512 : 0;
+}
+
+/* Create the point's image for one disk: a qcow2 backed by the parent's, by relative path. */
+static int
+vmbkBackupCreateImage(vmbkBackup *b, const char *path, uint64_t size, const char *target)
+{
+    g_autofree char *sizestr = g_strdup_printf("%" PRIu64, size);
+    g_autofree char *backing = NULL;
+    vmbkPointDisk *pdisk;
+
+    if (!b->parent) {
+        const char *argv[] = { QEMU_IMG, "create", "-q", "-f", "qcow2", "-o",
+                               "compat=1.1,cluster_size=65536", path, sizestr, NULL };
+        return vmbkRun(argv, NULL);
+    }
+    pdisk = vmbkPointFindDisk(b->parent, target);
+    backing = g_strdup_printf("../%s/%s", b->parent->id, pdisk->image);
+    {
+        const char *argv[] = { QEMU_IMG, "create", "-q", "-f", "qcow2", "-o",
+                               "compat=1.1,cluster_size=65536", "-b", backing, "-F", "qcow2",
+                               "-u", path, sizestr, NULL };
+        return vmbkRun(argv, NULL);
+    }
+}
+
+/* Copy one exported disk into the new point. */
+static int
+vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char *export,
+               const char *bitmap, const char *tmpdir, vmbkDisk *disk, vmbkPointDisk *out)
+{
+    g_autofree char *image = g_strdup_printf("%s.qcow2", disk->target);
+    g_autofree char *path = g_build_filename(tmpdir, image, NULL);
+    g_autofree char *leaves = g_strdup_printf("%s/%s.leaves", tmpdir, disk->target);
+    g_autofree char *what = g_strdup_printf("disk '%s' of domain '%s'", disk->target, b->name);
+    g_autoptr(vmbkQemuNbd) srv = NULL;
+    g_autoptr(vmbkDigest) digest = NULL;
+    vmbkCopy copy = { 0 };
+    virDomainBlockInfo info;
+
+    if (virDomainGetBlockInfo(b->dom, disk->target, &info, 0) < 0) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot get the size of %s", what);
+        return -1;
+    }
+    if (b->parent) {
+        vmbkPointDisk *pdisk = vmbkPointFindDisk(b->parent, disk->target);
+        g_autofree char *pleaves = g_strdup_printf("%s/%s.leaves", b->parent->dir, disk->target);
+
+        if (pdisk->virtual_size != info.capacity) {
+            vmbkError(VMBK_ERR_OPERATION, "%s has %llu bytes, %" PRIu64 " at point %s: it was "
+                      "resized; run a full backup", what, info.capacity, pdisk->virtual_size,
+                      b->parent->id);
+            return -1;
+        }
+        if (!(digest = vmbkDigestLoad(pleaves, pdisk->virtual_size)))
+            return -1;
+    }
+    if (vmbkBackupCreateImage(b, path, info.capacity, disk->target) < 0)
+        return -1;
+    if (!(srv = vmbkQemuNbdStart(path, "qcow2", false, vmbkCopyDefaultThreads(), jobdir)))
+        return -1;
+
+    copy.what = what;
+    copy.src_socket = socket;
+    copy.src_export = export;
+    copy.dirty_bitmap = bitmap;
+    copy.dst_socket = srv->socket;
+    copy.dst_fresh = bitmap == NULL; /* a full writes into an empty image */
+    copy.threads = vmbkCopyDefaultThreads();
+    copy.digest = digest;
+    copy.interrupted = &interrupted;
+    if (b->progress) {
+        copy.progress = vmbkBackupProgress;
+        copy.progress_opaque = disk->target;
+    }
+    if (vmbkCopyRun(&copy) < 0) {
+        if (!digest)
+            vmbkDigestFree(copy.digest);
+        return -1;
+    }
+    digest = g_steal_pointer(&copy.digest);
+    g_clear_pointer(&srv, vmbkQemuNbdStop); /* closes the image */
+
+    if (vmbkDigestSave(digest, leaves) < 0)
+        return -1;
+    out->target = g_strdup(disk->target);
+    out->image = g_steal_pointer(&image);
+    out->source = g_strdup(disk->source);
+    out->source_format = g_strdup(disk->format);
+    out->virtual_size = copy.size;
+    out->stored_bytes = vmbkStoredBytes(path);
+    out->digest = vmbkDigestRoot(digest);
+    return 0;
+}
+
+/* Freeze the guest's filesystems if asked and possible: true if frozen. */
+static bool
+vmbkBackupFreeze(vmbkBackup *b)
+{
+    if (!b->quiesce)
+        return false;
+    if (virDomainFSFreeze(b->dom, NULL, 0, 0) < 0) {
+        virErrorPtr err = virGetLastError();
+        fprintf(stderr, "%s: cannot quiesce domain '%s' (%s); the point is crash-consistent\n",
+                vmbk_progname, b->name, err && err->message ? err->message : "no guest agent");
+        return false;
+    }
+    return true;
+}
+
+static void
+vmbkBackupThaw(vmbkBackup *b, bool frozen)
+{
+    if (frozen && virDomainFSThaw(b->dom, NULL, 0, 0) < 0) {
+        virErrorPtr err = virGetLastError();
+        fprintf(stderr, "%s: warning: cannot thaw the filesystems of domain '%s': %s\n",
+                vmbk_progname, b->name, err && err->message ? err->message : "unknown error");
+    }
+}
+
+/* Take the point into tmpdir with a pull-mode backup job. */
+static int
+vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
+{
+    g_autofree char *desc = g_strdup_printf("vmbk point %s in %s", point->id, b->repo->path);
+    vmbkBackupJob *job;
+    bool frozen;
+    guint i;
+    int ret = 0;
+
+    point->checkpoint = vmbkCheckpointName(b->repo->id, point->id);
+    frozen = vmbkBackupFreeze(b);
+    job = vmbkBackupBegin(b->dom, b->name, b->uuid, b->targets, b->all,
+                          b->parent ? b->parent->checkpoint : NULL, point->checkpoint, desc,
+                          "backup", NULL, NULL);
+    if (!job && b->parent) {
+        /* libvirt checks the bitmaps only now: one may be missing from an image. */
+        virErrorPtr err = virGetLastError();
+        if (err && err->code == VIR_ERR_CHECKPOINT_INCONSISTENT) {
+            g_autofree char *why = g_strdup(err->message);
+            vmbkErrorReset();
+            if (!b->level_auto) {
+                vmbkBackupThaw(b, frozen);
+                vmbkError(VMBK_ERR_OPERATION, "the bitmaps of checkpoint '%s' (point %s) of "
+                          "domain '%s' are not usable (%s); run a full backup or pass -l auto",
+                          b->parent->checkpoint, b->parent->id, b->name, why);
+                return -1;
+            }
+            fprintf(stderr, "%s: taking a full backup: the bitmaps of checkpoint '%s' (point "
+                    "%s) are not usable (%s)\n", vmbk_progname, b->parent->checkpoint,
+                    b->parent->id, why);
+            b->parent = NULL;
+            b->level = "full";
+            g_free(point->parent);
+            point->parent = NULL;
+            g_free(point->level);
+            point->level = g_strdup("full");
+            job = vmbkBackupBegin(b->dom, b->name, b->uuid, b->targets, b->all, NULL,
+                                  point->checkpoint, desc, "backup", NULL, NULL);
+        }
+    }
+    vmbkBackupThaw(b, frozen);
+    if (!job)
+        return -1;
+    point->consistency = g_strdup(frozen ? "quiesced" : "crash");
+
+    if (vmbkBackupTestPause() < 0)
+        ret = -1;
+    for (i = 0; ret == 0 && i < job->disks->len; i++) {
+        vmbkBackupJobDisk *jd = g_ptr_array_index(job->disks, i);
+        vmbkPointDisk *pd = g_new0(vmbkPointDisk, 1);
+        vmbkDisk *disk = NULL;
+        guint j;
+
+        g_ptr_array_add(point->disks, pd);
+        for (j = 0; j < b->disks->len; j++) {
+            if (g_str_equal(((vmbkDisk *) g_ptr_array_index(b->disks, j))->target, jd->target))
+                disk = g_ptr_array_index(b->disks, j);
+        }
+        if (!disk) {
+            vmbkError(VMBK_ERR_INTERNAL, "libvirt exports disk '%s', which was not asked for",
+                      jd->target);
+            ret = -1;
+            break;
+        }
+        if (vmbkBackupDisk(b, job->dir, job->socket, jd->export, jd->bitmap, tmpdir, disk, pd) < 0)
+            ret = -1;
+    }
+    vmbkBackupEnd(b->dom, job);
+    return ret;
+}
+
+/* Take the point into tmpdir through an external disk-only snapshot: the original images are
+ * frozen under an overlay while we copy them, then the overlay is committed back and the domain
+ * pivots to its original images. */
+static int
+vmbkBackupSnapshot(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
+{
+    g_autofree char *jobdir = vmbkJobDirCreate(b->uuid, "snapshot");
+    vmbkSnapshotView *view;
+    guint i;
+    int ret = 0;
+
+    if (!jobdir)
+        return -1;
+    if (!(view = vmbkSnapshotBegin(b->dom, b->name, b->disks, b->all, jobdir, b->quiesce))) {
+        vmbkJobDirRemove(jobdir);
+        return -1;
+    }
+    point->consistency = g_strdup(view->quiesced ? "quiesced" : "crash");
+    if (vmbkBackupTestPause() < 0)
+        ret = -1;
+    for (i = 0; ret == 0 && i < b->disks->len; i++) {
+        vmbkDisk *disk = g_ptr_array_index(b->disks, i);
+        vmbkPointDisk *pd = g_new0(vmbkPointDisk, 1);
+        g_autoptr(vmbkQemuNbd) src = NULL;
+
+        g_ptr_array_add(point->disks, pd);
+        if (!(src = vmbkQemuNbdStart(disk->source, disk->format, true,
+                                     vmbkCopyDefaultThreads(), jobdir)) ||
+            vmbkBackupDisk(b, jobdir, src->socket, "", NULL, tmpdir, disk, pd) < 0)
+            ret = -1;
+    }
+    if (vmbkSnapshotEnd(b->dom, b->name, view) < 0)
+        ret = -1;
+    vmbkJobDirRemove(jobdir);
+    return ret;
+}
+
+static char *
+vmbkNowIso8601(void)
+{
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+
+    return g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+static void
+vmbkRemoveTree(const char *dir)
+{
+    vmbkJobDirRemove(dir); /* flat directories only: a point's or a job's */
+}
+
+static int
+vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json)
+{
+    g_autoptr(vmbkPoint) point = g_new0(vmbkPoint, 1);
+    g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *tmpdir = NULL;
+    g_autofree char *domdir = NULL;
+    g_autofree char *xmlpath = NULL;
+    g_autoptr(GError) err = NULL;
+    struct sigaction sa = { .sa_handler = vmbkBackupSignal }, old_int, old_term, old_hup;
+    int ret;
+    guint i;
+
+    if (!(tmpdir = vmbkRepoBeginPoint(b->repo, b->name, b->points, &point->id)))
+        return -1;
+    domdir = vmbkRepoDomainDir(b->repo, b->name, false);
+    point->dir = g_strdup_printf("%s/points/%s", domdir, point->id);
+    point->domain = g_strdup(b->name);
+    point->uuid = g_strdup(b->uuid);
+    point->parent = b->parent ? g_strdup(b->parent->id) : NULL;
+    point->level = g_strdup(b->level);
+    point->method = g_strdup(b->method);
+    point->time = vmbkNowIso8601();
+    point->disks = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointDiskFree);
+    xmlpath = g_build_filename(tmpdir, "domain.xml", NULL);
+    if (!g_file_set_contents(xmlpath, domxml, -1, &err)) {
+        vmbkError(VMBK_ERR_INTERNAL, "cannot write '%s': %s", xmlpath, err->message);
+        vmbkRemoveTree(tmpdir);
+        return -1;
+    }
+
+    /* SIGINT/SIGTERM/SIGHUP stop the copy; the cleanup below still runs. */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGHUP, &sa, &old_hup);
+
+    if (g_str_equal(b->method, "snapshot"))
+        ret = vmbkBackupSnapshot(b, point, tmpdir);
+    else
+        ret = vmbkBackupCheckpoint(b, point, tmpdir);
+    if (ret == 0 && interrupted) {
+        vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
+        ret = -1;
+    }
+    if (ret == 0)
+        ret = vmbkRepoCommitPoint(tmpdir, point);
+
+    if (ret < 0) {
+        /* Nothing of this point survives: not its files, not its checkpoint. */
+        vmbkRemoveTree(tmpdir);
+        if (point->checkpoint) {
+            g_autoptr(virDomainCheckpoint) cp =
+                virDomainCheckpointLookupByName(b->dom, point->checkpoint, 0);
+            if (cp)
+                virDomainCheckpointDelete(cp, 0);
+        }
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
+    if (ret < 0)
+        return -1;
+
+    /* The domain's XML at the latest point, beside its points. */
+    {
+        g_autofree char *latest = g_build_filename(domdir, "domain.xml", NULL);
+        if (!g_file_set_contents(latest, domxml, -1, &err))
+            fprintf(stderr, "%s: warning: cannot write '%s': %s\n", vmbk_progname, latest,
+                    err->message);
+    }
+
+    /* Keep the checkpoints a later -l inc or -l diff needs: this point's and the last full's. */
+    if (point->checkpoint) {
+        g_ptr_array_add(keep, g_strdup(point->checkpoint));
+        for (i = b->points->len; i > 0; i--) {
+            vmbkPoint *p = g_ptr_array_index(b->points, i - 1);
+            if (g_str_equal(p->level, "full") && !g_str_equal(point->level, "full")) {
+                if (p->checkpoint)
+                    g_ptr_array_add(keep, g_strdup(p->checkpoint));
+                break;
+            }
+        }
+        if (vmbkCheckpointPrune(b->dom, b->name, b->repo->id, keep) < 0) {
+            fprintf(stderr, "%s: warning: %s\n", vmbk_progname, vmbkErrorMessage());
+            vmbkErrorReset();
+        }
+    }
+
+    if (json) {
+        g_autoptr(vmbkJson) out = vmbkJsonNew();
+        vmbkPointJson(out, point);
+        vmbkJsonPrint(out, stdout);
+    } else {
+        printf("%s\n", point->id);
+    }
+    return 0;
+}
+
+VMBK_COMMAND(vmbkCmdBackup)
+{
+    const char *repo_path = NULL, *level_arg = "auto", *method_arg = NULL;
+    g_auto(GStrv) wanted = NULL;
+    gboolean quiesce = FALSE, json = FALSE, no_progress = FALSE;
+    GOptionEntry entries[] = {
+        { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo_path, "the repository (created if new)",
+          "REPO" },
+        { "level", 'l', 0, G_OPTION_ARG_STRING, &level_arg,
+          "full, inc (since the last point), diff (since the last full) or auto (inc when the "
+          "chain is usable, else full; the default)", "LEVEL" },
+        { "disk", 0, 0, G_OPTION_ARG_STRING_ARRAY, &wanted, "back up this disk only "
+          "(repeatable; default: all)", "TARGET" },
+        { "quiesce", 0, 0, G_OPTION_ARG_NONE, &quiesce,
+          "freeze the guest's filesystems through its agent for the point", NULL },
+        { "method", 0, 0, G_OPTION_ARG_STRING, &method_arg,
+          "checkpoint (pull-mode backup job; the default) or snapshot (external disk-only "
+          "snapshot, full only, for raw disks)", "METHOD" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the new point as JSON", NULL },
+        { "no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress, "no progress bar", NULL },
+        { NULL },
+    };
+    g_autoptr(virConnect) conn = NULL;
+    g_autoptr(virDomain) dom = NULL;
+    g_autoptr(vmbkRepo) repo = NULL;
+    g_autofree char *xml = NULL;
+    g_autofree char *uuid = NULL;
+    g_autoptr(GPtrArray) points = NULL;
+    vmbkBackup b = { 0 };
+    const char *level;
+    char uuidbuf[VIR_UUID_STRING_BUFLEN];
+    int lockfd = -1;
+    int ret = -1;
+
+    if (vmbkParseOptions(cmd, entries, NULL, &argc, &argv, 1, 1) < 0)
+        return -1;
+    if (!(level = vmbkBackupLevelCheck(level_arg))) {
+        vmbkError(VMBK_ERR_USAGE, "backup: unknown level '%s'; use full, inc, diff or auto",
+                  level_arg);
+        return -1;
+    }
+    if (method_arg && !g_str_equal(method_arg, "checkpoint") &&
+        !g_str_equal(method_arg, "snapshot")) {
+        vmbkError(VMBK_ERR_USAGE, "backup: unknown method '%s'; use checkpoint or snapshot",
+                  method_arg);
+        return -1;
+    }
+    if (!repo_path) {
+        vmbkError(VMBK_ERR_USAGE, "backup: no repository given; pass -r REPO");
+        return -1;
+    }
+
+    b.global = global;
+    b.name = argv[1];
+    b.quiesce = quiesce;
+    b.level_auto = g_str_equal(level, "auto");
+    b.progress = !json && !no_progress && isatty(STDERR_FILENO);
+    if (!(conn = vmbkConnect(global)) || !(dom = vmbkLookupDomain(conn, b.name)))
+        return -1;
+    b.dom = dom;
+    if (virDomainIsActive(dom) != 1) {
+        vmbkError(VMBK_ERR_OPERATION, "domain '%s' is not running; vmbk backs up running "
+                  "domains live (start it with 'virsh start %s')", b.name, b.name);
+        return -1;
+    }
+    if (virDomainGetUUIDString(dom, uuidbuf) < 0) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot get the uuid of domain '%s'", b.name);
+        return -1;
+    }
+    b.uuid = uuidbuf;
+    if (!(repo = vmbkRepoOpen(repo_path, true)))
+        return -1;
+    b.repo = repo;
+    if ((lockfd = vmbkRepoLock(repo, b.name)) < 0)
+        return -1;
+
+    if (vmbkRepoCleanPartial(repo, b.name) < 0 || vmbkBackupCleanStale(dom, b.name) < 0 ||
+        vmbkSnapshotRecover(dom, b.name) < 0)
+        goto cleanup;
+    if (!(xml = virDomainGetXMLDesc(dom, 0))) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot get the XML of domain '%s'", b.name);
+        goto cleanup;
+    }
+    if (vmbkBackupSelectDisks(&b, xml, wanted) < 0)
+        goto cleanup;
+    if (!(points = vmbkRepoPoints(repo, b.name)))
+        goto cleanup;
+    b.points = points;
+
+    /* Checkpoints of ours that no committed point owns were left by an interrupted run. */
+    {
+        g_autoptr(GPtrArray) owned = g_ptr_array_new();
+        guint i;
+        for (i = 0; i < points->len; i++) {
+            vmbkPoint *p = g_ptr_array_index(points, i);
+            if (p->checkpoint)
+                g_ptr_array_add(owned, p->checkpoint);
+        }
+        if (vmbkCheckpointPrune(dom, b.name, repo->id, owned) < 0)
+            goto cleanup;
+    }
+
+    if (vmbkBackupDecide(&b, level, method_arg ? method_arg : "checkpoint", method_arg != NULL) < 0)
+        goto cleanup;
+    ret = vmbkBackupRun(&b, xml, json);
+
+ cleanup:
+    if (b.disks)
+        g_ptr_array_free(b.disks, TRUE);
+    if (b.targets)
+        g_ptr_array_free(b.targets, TRUE);
+    if (b.all)
+        g_ptr_array_free(b.all, TRUE);
+    if (lockfd >= 0)
+        close(lockfd);
+    (void) uuid;
+    return ret;
+}

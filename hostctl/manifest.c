@@ -1,0 +1,194 @@
+/* vmbk: a point's manifest.xml
+ *
+ *   <point version='1'>
+ *     <domain uuid='...'>web01</domain>
+ *     <id>0002</id> <parent>0001</parent> <level>inc</level>
+ *     <time>2026-11-26T10:00:00Z</time> <method>checkpoint</method>
+ *     <checkpoint>vmbk.1a2b3c4d.0002</checkpoint> <consistency>crash</consistency>
+ *     <disk target='vda'>
+ *       <image>vda.qcow2</image> <source format='qcow2'>/var/lib/libvirt/images/web01.qcow2</source>
+ *       <virtual-size>1073741824</virtual-size> <stored-bytes>123</stored-bytes>
+ *       <digest algorithm='sha256-tree-64k'>hex</digest>
+ *     </disk>
+ *   </point>
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <string.h>
+
+#include <libxml/xmlwriter.h>
+
+#include "digest.h"
+#include "repo.h"
+#include "vmbk-error.h"
+#include "xml.h"
+
+#define MANIFEST "manifest.xml"
+
+static void
+vmbkWriteElement(xmlTextWriterPtr w, const char *name, const char *value)
+{
+    if (value)
+        xmlTextWriterWriteElement(w, BAD_CAST name, BAD_CAST value);
+}
+
+static void
+vmbkWriteElementU64(xmlTextWriterPtr w, const char *name, uint64_t value)
+{
+    xmlTextWriterWriteFormatElement(w, BAD_CAST name, "%" PRIu64, value);
+}
+
+int
+vmbkPointWriteManifest(const vmbkPoint *point, const char *dir)
+{
+    g_autofree char *path = g_build_filename(dir, MANIFEST, NULL);
+    xmlTextWriterPtr w;
+    xmlBufferPtr buf = xmlBufferCreate();
+    g_autoptr(GError) err = NULL;
+    guint i;
+    int rc = 0;
+
+    w = xmlNewTextWriterMemory(buf, 0);
+    xmlTextWriterSetIndent(w, 1);
+    xmlTextWriterSetIndentString(w, BAD_CAST "  ");
+    rc |= xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL) < 0;
+    rc |= xmlTextWriterStartElement(w, BAD_CAST "point") < 0;
+    xmlTextWriterWriteAttribute(w, BAD_CAST "version", BAD_CAST "1");
+    xmlTextWriterStartElement(w, BAD_CAST "domain");
+    if (point->uuid)
+        xmlTextWriterWriteAttribute(w, BAD_CAST "uuid", BAD_CAST point->uuid);
+    xmlTextWriterWriteString(w, BAD_CAST point->domain);
+    xmlTextWriterEndElement(w);
+    vmbkWriteElement(w, "id", point->id);
+    vmbkWriteElement(w, "parent", point->parent);
+    vmbkWriteElement(w, "level", point->level);
+    vmbkWriteElement(w, "time", point->time);
+    vmbkWriteElement(w, "method", point->method);
+    vmbkWriteElement(w, "checkpoint", point->checkpoint);
+    vmbkWriteElement(w, "consistency", point->consistency);
+    for (i = 0; i < point->disks->len; i++) {
+        vmbkPointDisk *disk = g_ptr_array_index(point->disks, i);
+
+        xmlTextWriterStartElement(w, BAD_CAST "disk");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "target", BAD_CAST disk->target);
+        vmbkWriteElement(w, "image", disk->image);
+        xmlTextWriterStartElement(w, BAD_CAST "source");
+        if (disk->source_format)
+            xmlTextWriterWriteAttribute(w, BAD_CAST "format", BAD_CAST disk->source_format);
+        if (disk->source)
+            xmlTextWriterWriteString(w, BAD_CAST disk->source);
+        xmlTextWriterEndElement(w);
+        vmbkWriteElementU64(w, "virtual-size", disk->virtual_size);
+        vmbkWriteElementU64(w, "stored-bytes", disk->stored_bytes);
+        xmlTextWriterStartElement(w, BAD_CAST "digest");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "algorithm", BAD_CAST VMBK_DIGEST_ALGORITHM);
+        xmlTextWriterWriteString(w, BAD_CAST disk->digest);
+        xmlTextWriterEndElement(w);
+        xmlTextWriterEndElement(w);
+    }
+    rc |= xmlTextWriterEndElement(w) < 0;
+    rc |= xmlTextWriterEndDocument(w) < 0;
+    xmlFreeTextWriter(w);
+
+    if (rc) {
+        xmlBufferFree(buf);
+        vmbkError(VMBK_ERR_INTERNAL, "cannot build the manifest of point '%s'", point->id);
+        return -1;
+    }
+    if (!g_file_set_contents(path, (const char *) xmlBufferContent(buf), xmlBufferLength(buf),
+                             &err)) {
+        xmlBufferFree(buf);
+        vmbkError(VMBK_ERR_INTERNAL, "cannot write '%s': %s", path, err->message);
+        return -1;
+    }
+    xmlBufferFree(buf);
+    return 0;
+}
+
+static bool
+vmbkParseU64(const char *s, uint64_t *out)
+{
+    char *end;
+
+    if (!s)
+        return false;
+    *out = g_ascii_strtoull(s, &end, 10);
+    return *end == '\0' && end != s;
+}
+
+vmbkPoint *
+vmbkPointLoad(const char *dir)
+{
+    g_autofree char *path = g_build_filename(dir, MANIFEST, NULL);
+    g_autoptr(vmbkPoint) point = g_new0(vmbkPoint, 1);
+    g_autoptr(xmlDoc) doc = NULL;
+    g_autoptr(xmlXPathContext) ctx = NULL;
+    g_autoptr(xmlXPathObject) disks = NULL;
+    int i;
+
+    if (!(doc = vmbkXmlParseFile(path)))
+        return NULL;
+    ctx = xmlXPathNewContext(doc);
+    point->dir = g_strdup(dir);
+    point->domain = vmbkXPathString(ctx, NULL, "string(/point/domain)");
+    point->uuid = vmbkXPathString(ctx, NULL, "string(/point/domain/@uuid)");
+    point->id = vmbkXPathString(ctx, NULL, "string(/point/id)");
+    point->parent = vmbkXPathString(ctx, NULL, "string(/point/parent)");
+    point->level = vmbkXPathString(ctx, NULL, "string(/point/level)");
+    point->time = vmbkXPathString(ctx, NULL, "string(/point/time)");
+    point->method = vmbkXPathString(ctx, NULL, "string(/point/method)");
+    point->checkpoint = vmbkXPathString(ctx, NULL, "string(/point/checkpoint)");
+    point->consistency = vmbkXPathString(ctx, NULL, "string(/point/consistency)");
+    point->disks = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointDiskFree);
+
+    if (!point->domain || !point->id || !point->level || !point->time) {
+        vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: it lacks the domain, id, "
+                  "level or time", path);
+        return NULL;
+    }
+    disks = vmbkXPathNodes(ctx, NULL, "/point/disk");
+    for (i = 0; disks && disks->nodesetval && i < disks->nodesetval->nodeNr; i++) {
+        xmlNodePtr node = disks->nodesetval->nodeTab[i];
+        vmbkPointDisk *disk = g_new0(vmbkPointDisk, 1);
+        g_autofree char *vsize = vmbkXPathString(ctx, node, "string(virtual-size)");
+        g_autofree char *stored = vmbkXPathString(ctx, node, "string(stored-bytes)");
+
+        g_ptr_array_add(point->disks, disk);
+        disk->target = vmbkXPathString(ctx, node, "string(@target)");
+        disk->image = vmbkXPathString(ctx, node, "string(image)");
+        disk->source = vmbkXPathString(ctx, node, "string(source)");
+        disk->source_format = vmbkXPathString(ctx, node, "string(source/@format)");
+        disk->digest = vmbkXPathString(ctx, node, "string(digest)");
+        if (!disk->target || !disk->image || strchr(disk->image, '/') || !disk->digest ||
+            !vmbkParseU64(vsize, &disk->virtual_size) || !vmbkParseU64(stored, &disk->stored_bytes)) {
+            vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: disk %d is incomplete",
+                      path, i + 1);
+            return NULL;
+        }
+    }
+    if (point->disks->len == 0) {
+        vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: it lists no disk", path);
+        return NULL;
+    }
+    return g_steal_pointer(&point);
+}
+
+vmbkPointDisk *
+vmbkPointFindDisk(const vmbkPoint *point, const char *target)
+{
+    guint i;
+
+    for (i = 0; i < point->disks->len; i++) {
+        vmbkPointDisk *disk = g_ptr_array_index(point->disks, i);
+        if (g_str_equal(disk->target, target))
+            return disk;
+    }
+    return NULL;
+}
+
+char *
+vmbkPointImagePath(const vmbkPoint *point, const vmbkPointDisk *disk)
+{
+    return g_build_filename(point->dir, disk->image, NULL);
+}

@@ -1,0 +1,368 @@
+/* vmbk: copy a disk from an NBD export into an NBD-served image, computing its digest
+ *
+ * First the map: block status for base:allocation (and the dirty bitmap of an incremental) says
+ * which 64 KiB digest leaves must be read: a full reads the leaves holding data, an incremental
+ * the dirty ones; every other leaf is known without I/O (zeroes, or the parent's).  Then worker
+ * threads, each with its own connection to both sides, take runs of up to 4 MiB, read them,
+ * digest each leaf, and write the leaves that hold data (a leaf of zeroes is skipped on a fresh
+ * destination and written as zeroes otherwise, never as data).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include <glib.h>
+#include <libnbd.h>
+
+#include "nbdcopy.h"
+#include "vmbk-autoptr.h"
+#include "vmbk-error.h"
+
+#define UNIT_LEAVES 64 /* 4 MiB per request */
+#define LEAF VMBK_DIGEST_LEAF_SIZE
+
+typedef struct {
+    uint64_t first; /* leaf */
+    uint64_t count; /* leaves */
+} vmbkCopyUnit;
+
+typedef struct {
+    vmbkCopy *copy;
+    guint8 *need;  /* per leaf: read it */
+    GArray *units; /* of vmbkCopyUnit */
+    gint next;     /* next unit to take */
+    gint failed;   /* a worker failed: stop */
+    GMutex lock;   /* progress */
+    uint64_t done, total;
+    gint64 last_progress;
+} vmbkCopyState;
+
+unsigned int
+vmbkCopyDefaultThreads(void)
+{
+    const char *env = g_getenv("VMBK_COPY_THREADS");
+    int n = env ? atoi(env) : 0;
+
+    return n > 0 && n <= 64 ? (unsigned int) n : 4;
+}
+
+static struct nbd_handle *
+vmbkCopyConnect(vmbkCopy *copy, const char *socket, const char *export, bool map)
+{
+    g_autoptr(vmbkNbd) nbd = NULL;
+
+    if (!(nbd = nbd_create())) {
+        vmbkError(VMBK_ERR_NBD, "cannot create an NBD handle for %s", copy->what);
+        return NULL;
+    }
+    if (nbd_set_export_name(nbd, export) < 0 ||
+        (map && nbd_add_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
+        (map && copy->dirty_bitmap && nbd_add_meta_context(nbd, copy->dirty_bitmap) < 0) ||
+        nbd_connect_unix(nbd, socket) < 0) {
+        vmbkError(VMBK_ERR_NBD, "cannot connect to the NBD export '%s' at '%s' for %s", export,
+                  socket, copy->what);
+        return NULL;
+    }
+    return g_steal_pointer(&nbd);
+}
+
+typedef struct {
+    vmbkCopyState *st;
+    const char *dirty;
+    uint64_t covered; /* the smallest end reached by any context in this reply */
+} vmbkMapCtx;
+
+static void
+vmbkCopyMark(vmbkCopyState *st, uint64_t off, uint64_t len)
+{
+    uint64_t first = off / LEAF, last = (off + len - 1) / LEAF, i;
+
+    for (i = first; i <= last && i < st->copy->digest->nleaves; i++)
+        st->need[i] = 1;
+}
+
+static int
+vmbkCopyExtent(void *opaque, const char *context, uint64_t offset, uint32_t *entries,
+               size_t nr_entries, int *error)
+{
+    vmbkMapCtx *ctx = opaque;
+    bool dirty = ctx->dirty && g_str_equal(context, ctx->dirty);
+    bool alloc = g_str_equal(context, LIBNBD_CONTEXT_BASE_ALLOCATION);
+    size_t i;
+
+    if (!dirty && !alloc)
+        return 0;
+    for (i = 0; i + 1 < nr_entries; i += 2) {
+        uint32_t len = entries[i], flags = entries[i + 1];
+
+        /* A full reads what is not known zero; an incremental what is dirty. */
+        if (ctx->dirty ? (dirty && (flags & 1)) : !(flags & LIBNBD_STATE_ZERO))
+            vmbkCopyMark(ctx->st, offset, len);
+        offset += len;
+    }
+    if (ctx->dirty ? dirty : alloc)
+        ctx->covered = MIN(ctx->covered, offset);
+    return 0;
+}
+
+static int
+vmbkCopyMap(vmbkCopyState *st, struct nbd_handle *nbd)
+{
+    vmbkCopy *copy = st->copy;
+    uint64_t off = 0;
+
+    if (copy->dirty_bitmap && nbd_can_meta_context(nbd, copy->dirty_bitmap) != 1) {
+        vmbkError(VMBK_ERR_OPERATION, "the export of %s has no dirty bitmap '%s'", copy->what,
+                  copy->dirty_bitmap);
+        return -1;
+    }
+    if (nbd_can_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1) {
+        /* No allocation map: read everything (zeroes are still detected and not stored). */
+        if (!copy->dirty_bitmap) {
+            memset(st->need, 1, copy->digest->nleaves);
+            return 0;
+        }
+    }
+
+    while (off < copy->size) {
+        uint64_t count = MIN(copy->size - off, (uint64_t) 1 << 30);
+        vmbkMapCtx ctx = { st, copy->dirty_bitmap, UINT64_MAX };
+        nbd_extent_callback cb = { .callback = vmbkCopyExtent, .user_data = &ctx };
+
+        if (nbd_block_status(nbd, count, off, cb, 0) < 0) {
+            vmbkError(VMBK_ERR_NBD, "cannot map the blocks of %s at offset %" PRIu64, copy->what,
+                      off);
+            return -1;
+        }
+        if (ctx.covered == UINT64_MAX || ctx.covered <= off) {
+            vmbkError(VMBK_ERR_OPERATION, "the NBD server gave no block status for %s at offset "
+                      "%" PRIu64, copy->what, off);
+            return -1;
+        }
+        off = ctx.covered;
+    }
+    return 0;
+}
+
+static void
+vmbkCopyPlan(vmbkCopyState *st)
+{
+    vmbkDigest *digest = st->copy->digest;
+    uint64_t i = 0;
+
+    st->units = g_array_new(FALSE, FALSE, sizeof(vmbkCopyUnit));
+    while (i < digest->nleaves) {
+        vmbkCopyUnit unit;
+
+        if (!st->need[i]) {
+            /* A full knows these are zero; an incremental keeps the parent's leaf. */
+            if (!st->copy->dirty_bitmap)
+                vmbkDigestSetZeroLeaf(digest, i);
+            i++;
+            continue;
+        }
+        unit.first = i;
+        while (i < digest->nleaves && st->need[i] && i - unit.first < UNIT_LEAVES)
+            i++;
+        unit.count = i - unit.first;
+        g_array_append_val(st->units, unit);
+        st->total += unit.count;
+    }
+}
+
+static void
+vmbkCopyReport(vmbkCopyState *st, uint64_t leaves)
+{
+    vmbkCopy *copy = st->copy;
+    gint64 now;
+
+    if (!copy->progress)
+        return;
+    g_mutex_lock(&st->lock);
+    st->done += leaves;
+    now = g_get_monotonic_time();
+    if (now - st->last_progress > 200000 || st->done == st->total) {
+        st->last_progress = now;
+        copy->progress(copy->progress_opaque, st->done, st->total);
+    }
+    g_mutex_unlock(&st->lock);
+}
+
+/* qemu-nbd handles many small writes in flight much faster than a few large ones: split data
+ * into requests of this size (a power of two, at least a leaf), all issued before waiting. */
+static uint64_t
+vmbkCopyWriteSize(void)
+{
+    const char *env = g_getenv("VMBK_COPY_WRITE_SIZE");
+    uint64_t n = env ? g_ascii_strtoull(env, NULL, 10) : 0;
+
+    return n >= LEAF && n <= UNIT_LEAVES * LEAF ? n : 256 * 1024;
+}
+
+static int
+vmbkCopyWriteDone(void *user_data, int *error)
+{
+    int *failed = user_data;
+
+    if (*error)
+        *failed = *error;
+    return 1; /* retire the command */
+}
+
+/* Write leaves [first, first + count) of buf: runs of data as data, runs of zeroes as zeroes
+ * (or not at all on a fresh destination), all requests in flight at once. */
+static int
+vmbkCopyWrite(vmbkCopyState *st, struct nbd_handle *dst, const vmbkCopyUnit *unit,
+              const guint8 *buf, const bool *zero, uint64_t *written, uint64_t *zeroed)
+{
+    vmbkCopy *copy = st->copy;
+    uint64_t wsize = vmbkCopyWriteSize();
+    uint64_t i = 0;
+    int failed = 0;
+
+    while (i < unit->count) {
+        bool z = zero[i];
+        uint64_t start = i, off, end;
+
+        while (i < unit->count && zero[i] == z)
+            i++;
+        off = (unit->first + start) * LEAF;
+        end = MIN((unit->first + i) * LEAF, copy->size);
+        if (z && copy->dst_fresh)
+            continue;
+        for (; off < end; off += wsize) {
+            uint64_t len = MIN(wsize, end - off);
+            nbd_completion_callback cb = { .callback = vmbkCopyWriteDone, .user_data = &failed };
+            int64_t r;
+
+            if (z) {
+                r = nbd_aio_zero(dst, len, off, cb, 0);
+                *zeroed += len;
+            } else {
+                r = nbd_aio_pwrite(dst, buf + (off - unit->first * LEAF), len, off, cb, 0);
+                *written += len;
+            }
+            if (r < 0) {
+                vmbkError(VMBK_ERR_NBD, "cannot write %s at offset %" PRIu64, copy->what, off);
+                return -1;
+            }
+        }
+    }
+    /* buf is reused for the next unit: wait for every write of this one. */
+    while (nbd_aio_in_flight(dst) > 0) {
+        if (nbd_poll(dst, -1) < 0) {
+            vmbkError(VMBK_ERR_NBD, "cannot write %s", copy->what);
+            return -1;
+        }
+    }
+    if (failed) {
+        vmbkError(VMBK_ERR_SYSTEM, "cannot write %s: %s", copy->what, g_strerror(failed));
+        return -1;
+    }
+    return 0;
+}
+
+static gpointer
+vmbkCopyWorker(gpointer opaque)
+{
+    vmbkCopyState *st = opaque;
+    vmbkCopy *copy = st->copy;
+    g_autoptr(vmbkNbd) src = NULL;
+    g_autoptr(vmbkNbd) dst = NULL;
+    g_autofree guint8 *buf = g_malloc(UNIT_LEAVES * LEAF);
+    bool zero[UNIT_LEAVES];
+    uint64_t nread = 0, written = 0, zeroed = 0;
+    gint idx;
+
+    if (!(src = vmbkCopyConnect(copy, copy->src_socket, copy->src_export, false)))
+        goto fail;
+    if (copy->dst_socket && !(dst = vmbkCopyConnect(copy, copy->dst_socket, "", false)))
+        goto fail;
+
+    while (!g_atomic_int_get(&st->failed) && !(copy->interrupted && *copy->interrupted) &&
+           (idx = g_atomic_int_add(&st->next, 1)) < (gint) st->units->len) {
+        const vmbkCopyUnit *unit = &g_array_index(st->units, vmbkCopyUnit, idx);
+        uint64_t off = unit->first * LEAF;
+        uint64_t len = MIN((unit->first + unit->count) * LEAF, copy->size) - off;
+        uint64_t i;
+
+        if (nbd_pread(src, buf, len, off, 0) < 0) {
+            vmbkError(VMBK_ERR_NBD, "cannot read %s at offset %" PRIu64, copy->what, off);
+            goto fail;
+        }
+        nread += len;
+        for (i = 0; i < unit->count; i++)
+            zero[i] = vmbkDigestSetLeaf(copy->digest, unit->first + i, buf + i * LEAF);
+        if (dst && vmbkCopyWrite(st, dst, unit, buf, zero, &written, &zeroed) < 0)
+            goto fail;
+        vmbkCopyReport(st, unit->count);
+    }
+    if (copy->interrupted && *copy->interrupted) {
+        vmbkError(VMBK_ERR_OPERATION, "interrupted while copying %s", copy->what);
+        goto fail;
+    }
+    if (dst && !g_atomic_int_get(&st->failed) && nbd_flush(dst, 0) < 0) {
+        vmbkError(VMBK_ERR_NBD, "cannot flush the copy of %s", copy->what);
+        goto fail;
+    }
+    if (dst)
+        nbd_shutdown(dst, 0);
+
+    g_mutex_lock(&st->lock);
+    copy->bytes_read += nread;
+    copy->bytes_written += written;
+    copy->bytes_zeroed += zeroed;
+    g_mutex_unlock(&st->lock);
+    return GINT_TO_POINTER(0);
+
+ fail:
+    g_atomic_int_set(&st->failed, 1);
+    return GINT_TO_POINTER(-1);
+}
+
+int
+vmbkCopyRun(vmbkCopy *copy)
+{
+    g_autoptr(vmbkNbd) nbd = NULL;
+    g_autoptr(GPtrArray) threads = g_ptr_array_new();
+    g_autofree guint8 *need = NULL;
+    vmbkCopyState st = { .copy = copy };
+    int64_t size;
+    int ret = 0;
+    guint i;
+
+    if (!(nbd = vmbkCopyConnect(copy, copy->src_socket, copy->src_export, true)))
+        return -1;
+    if ((size = nbd_get_size(nbd)) < 0) {
+        vmbkError(VMBK_ERR_NBD, "cannot get the size of %s", copy->what);
+        return -1;
+    }
+    copy->size = size;
+    if (!copy->digest) {
+        copy->digest = vmbkDigestNew(copy->size);
+    } else if (copy->digest->size != copy->size) {
+        vmbkError(VMBK_ERR_OPERATION, "%s has %" PRIu64 " bytes, its parent point %" PRIu64
+                  "; run a full backup", copy->what, copy->size, copy->digest->size);
+        return -1;
+    }
+
+    st.need = need = g_malloc0(copy->digest->nleaves + 1);
+    if (vmbkCopyMap(&st, nbd) < 0)
+        return -1;
+    nbd_shutdown(nbd, 0);
+    g_clear_pointer(&nbd, nbd_close);
+    vmbkCopyPlan(&st);
+
+    g_mutex_init(&st.lock);
+    for (i = 0; i < MAX(copy->threads, 1) && i < MAX(st.units->len, 1); i++)
+        g_ptr_array_add(threads, g_thread_new("vmbk-copy", vmbkCopyWorker, &st));
+    for (i = 0; i < threads->len; i++) {
+        if (GPOINTER_TO_INT(g_thread_join(g_ptr_array_index(threads, i))) < 0)
+            ret = -1;
+    }
+    g_mutex_clear(&st.lock);
+    g_array_free(st.units, TRUE);
+    return ret;
+}
