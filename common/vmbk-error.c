@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <libnbd.h>
@@ -117,4 +118,22 @@ void
 vmbkErrorInitLibvirt(void)
 {
     virSetErrorFunc(NULL, vmbkLibvirtErrorFunc);
+}
+
+void
+vmbkDebug(const char *fmt, ...)
+{
+    static gint64 start;
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    if (!g_getenv("VMBK_DEBUG"))
+        return;
+    if (!start)
+        start = g_get_monotonic_time();
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: [%8.3f] %s\n", vmbk_progname,
+            (g_get_monotonic_time() - start) / 1e6, msg);
 }

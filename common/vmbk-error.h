@@ -32,3 +32,6 @@ void vmbkErrorInitLibvirt(void);
 
 /* Program name for messages, set once by main(). */
 extern const char *vmbk_progname;
+
+/* With VMBK_DEBUG set: a line on stderr, stamped with the seconds since the first call. */
+void vmbkDebug(const char *fmt, ...) G_GNUC_PRINTF(1, 2);

@@ -331,6 +331,7 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
         return -1;
     if (!(srv = vmbkQemuNbdStart(path, "qcow2", false, vmbkCopyDefaultThreads(), jobdir)))
         return -1;
+    vmbkDebug("%s: image created and served", disk->target);
 
     copy.what = what;
     copy.src_socket = socket;
@@ -351,7 +352,10 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
         return -1;
     }
     digest = g_steal_pointer(&copy.digest);
+    vmbkDebug("%s: copied %" PRIu64 " bytes read, %" PRIu64 " written, %" PRIu64 " zeroed",
+              disk->target, copy.bytes_read, copy.bytes_written, copy.bytes_zeroed);
     g_clear_pointer(&srv, vmbkQemuNbdStop); /* closes the image */
+    vmbkDebug("%s: image closed", disk->target);
 
     if (vmbkDigestSave(digest, leaves) < 0)
         return -1;
@@ -434,6 +438,7 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     vmbkBackupThaw(b, frozen);
     if (!job)
         return -1;
+    vmbkDebug("backup job started");
     point->consistency = g_strdup(frozen ? "quiesced" : "crash");
 
     if (vmbkBackupTestPause() < 0)
@@ -459,6 +464,7 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
             ret = -1;
     }
     vmbkBackupEnd(b->dom, job);
+    vmbkDebug("backup job ended");
     return ret;
 }
 
@@ -560,6 +566,7 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json)
     }
     if (ret == 0)
         ret = vmbkRepoCommitPoint(tmpdir, point);
+    vmbkDebug("point committed");
 
     if (ret < 0) {
         /* Nothing of this point survives: not its files, not its checkpoint. */

@@ -35,5 +35,5 @@ struct _vmbkCopy {
 
 int vmbkCopyRun(vmbkCopy *copy);
 
-/* Worker threads: $VMBK_COPY_THREADS or 4. */
+/* Worker threads: $VMBK_COPY_THREADS, else one per CPU up to 4. */
 unsigned int vmbkCopyDefaultThreads(void);
