@@ -80,6 +80,58 @@ vmbkJobDirCreate(const char *domain_uuid, const char *kind)
     return g_steal_pointer(&tmpl);
 }
 
+/* Is pid gone (or a zombie nobody reaps)? */
+static bool
+vmbkProcessGone(int pid)
+{
+    g_autofree char *statpath = g_strdup_printf("/proc/%d/stat", pid);
+    g_autofree char *stat = NULL;
+    const char *p;
+
+    if (kill(pid, 0) < 0 || !g_file_get_contents(statpath, &stat, NULL, NULL))
+        return true;
+    p = strrchr(stat, ')');
+    return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* A qemu-nbd that a killed vmbk left serving from this directory: its pid file is here and its
+ * command line names it.  Stop it, so that no image stays open. */
+static void
+vmbkJobDirStopServers(const char *dir)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *pidfile = NULL;
+        g_autofree char *text = NULL;
+        g_autofree char *cmdpath = NULL;
+        g_autofree char *cmdline = NULL;
+        gsize len, i;
+        int pid;
+
+        if (!g_str_has_suffix(name, ".pid"))
+            continue;
+        pidfile = g_build_filename(dir, name, NULL);
+        if (!g_file_get_contents(pidfile, &text, NULL, NULL) || (pid = atoi(text)) <= 1)
+            continue;
+        cmdpath = g_strdup_printf("/proc/%d/cmdline", pid);
+        if (!g_file_get_contents(cmdpath, &cmdline, &len, NULL))
+            continue;
+        for (i = 0; i < len; i++) {
+            if (!cmdline[i])
+                cmdline[i] = ' ';
+        }
+        if (!strstr(cmdline, "qemu-nbd") || !strstr(cmdline, pidfile))
+            continue;
+        kill(pid, SIGTERM);
+        for (i = 0; i < 500 && !vmbkProcessGone(pid); i++)
+            g_usleep(10 * 1000);
+        if (!vmbkProcessGone(pid))
+            kill(pid, SIGKILL);
+    }
+}
+
 void
 vmbkJobDirRemove(const char *dir)
 {
@@ -88,6 +140,7 @@ vmbkJobDirRemove(const char *dir)
 
     if (!dir)
         return;
+    vmbkJobDirStopServers(dir);
     if ((d = g_dir_open(dir, 0, NULL))) {
         while ((name = g_dir_read_name(d))) {
             g_autofree char *path = g_build_filename(dir, name, NULL);
@@ -317,7 +370,7 @@ vmbkJobDirOwner(const char *dir, char **kind)
         else if (g_str_has_prefix(lines[i], "kind=") && kind)
             *kind = g_strdup(lines[i] + 5);
     }
-    if (pid <= 0 || pid == getpid() || kill(pid, 0) < 0)
+    if (pid <= 0 || pid == getpid() || vmbkProcessGone(pid))
         return 0;
     commpath = g_strdup_printf("/proc/%d/comm", pid);
     if (!g_file_get_contents(commpath, &comm, NULL, NULL) || !g_str_has_prefix(comm, "vmbk"))
@@ -390,4 +443,29 @@ vmbkBackupCleanStale(virDomainPtr dom, const char *name)
     }
     vmbkJobDirRemove(dir);
     return 0;
+}
+
+void
+vmbkJobDirSweep(virDomainPtr dom, const char *uuid)
+{
+    g_autofree char *jobs = vmbkJobsDir();
+    g_autofree char *prefix = g_strdup_printf("%s-", uuid);
+    g_autofree char *live = NULL;
+    g_autoptr(GDir) d = g_dir_open(jobs, 0, NULL);
+    const char *name;
+
+    /* The directory of the job libvirt runs now, if vmbk started it, is not stale. */
+    if (vmbkBackupFindJob(dom, uuid, &live, NULL) < 0)
+        vmbkErrorReset();
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *dir = NULL;
+        g_autofree char *kind = NULL;
+
+        if (!g_str_has_prefix(name, prefix))
+            continue;
+        dir = g_build_filename(jobs, name, NULL);
+        if ((live && g_str_equal(live, dir)) || vmbkJobDirOwner(dir, &kind))
+            continue;
+        vmbkJobDirRemove(dir);
+    }
 }

@@ -54,5 +54,9 @@ int vmbkBackupFindJob(virDomainPtr dom, const char *name, char **dir, char **xml
 /* pid of the live vmbk that owns a job directory, else 0; *kind: what it was made for. */
 int vmbkJobDirOwner(const char *dir, char **kind);
 
+/* Remove the job directories of this domain that no live vmbk and no running job use: what a
+ * killed vmbk left (stopping any qemu-nbd it left serving from them). */
+void vmbkJobDirSweep(virDomainPtr dom, const char *uuid);
+
 /* Where job directories live: $VMBK_STATE_DIR/jobs, default /var/lib/vmbk/jobs. */
 char *vmbkJobsDir(void);

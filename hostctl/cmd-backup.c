@@ -246,15 +246,19 @@ vmbkBackupProgress(void *opaque, uint64_t done, uint64_t total)
         fputc('\n', stderr);
 }
 
-/* Test hook: VMBK_TEST_PAUSE=FILE makes vmbk create FILE once the point is taken and wait
- * (at most 5 minutes) until it is removed before copying, so a test can write into the guest. */
+/* Test hook: VMBK_TEST_PAUSE=FILE makes vmbk create FILE at a phase and wait (at most 5 minutes)
+ * until it is removed, so a test can write into the guest or kill vmbk there.  The phase is
+ * VMBK_TEST_PAUSE_AT: "point" (the point is taken, nothing copied; the default), "copy" (the
+ * first disk's image is being served, nothing copied) or "commit" (all data written, not yet
+ * committed). */
 static int
-vmbkBackupTestPause(void)
+vmbkBackupTestPause(const char *phase)
 {
     const char *file = g_getenv("VMBK_TEST_PAUSE");
+    const char *at = g_getenv("VMBK_TEST_PAUSE_AT");
     int i;
 
-    if (!file || !*file)
+    if (!file || !*file || !g_str_equal(at && *at ? at : "point", phase))
         return 0;
     if (!g_file_set_contents(file, "paused\n", -1, NULL)) {
         vmbkError(VMBK_ERR_INTERNAL, "cannot create the test pause file '%s'", file);
@@ -332,6 +336,8 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
     if (!(srv = vmbkQemuNbdStart(path, "qcow2", false, vmbkCopyDefaultThreads(), jobdir)))
         return -1;
     vmbkDebug("%s: image created and served", disk->target);
+    if (vmbkBackupTestPause("copy") < 0)
+        return -1;
 
     copy.what = what;
     copy.src_socket = socket;
@@ -441,7 +447,7 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     vmbkDebug("backup job started");
     point->consistency = g_strdup(frozen ? "quiesced" : "crash");
 
-    if (vmbkBackupTestPause() < 0)
+    if (vmbkBackupTestPause("point") < 0)
         ret = -1;
     for (i = 0; ret == 0 && i < job->disks->len; i++) {
         vmbkBackupJobDisk *jd = g_ptr_array_index(job->disks, i);
@@ -486,7 +492,7 @@ vmbkBackupSnapshot(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
         return -1;
     }
     point->consistency = g_strdup(view->quiesced ? "quiesced" : "crash");
-    if (vmbkBackupTestPause() < 0)
+    if (vmbkBackupTestPause("point") < 0)
         ret = -1;
     for (i = 0; ret == 0 && i < b->disks->len; i++) {
         vmbkDisk *disk = g_ptr_array_index(b->disks, i);
@@ -564,6 +570,8 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json)
         vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
         ret = -1;
     }
+    if (ret == 0 && vmbkBackupTestPause("commit") < 0)
+        ret = -1;
     if (ret == 0)
         ret = vmbkRepoCommitPoint(tmpdir, point);
     vmbkDebug("point committed");
@@ -695,8 +703,10 @@ VMBK_COMMAND(vmbkCmdBackup)
     if ((lockfd = vmbkRepoLock(repo, b.name)) < 0)
         return -1;
 
-    if (vmbkRepoCleanPartial(repo, b.name) < 0 || vmbkBackupCleanStale(dom, b.name) < 0 ||
-        vmbkSnapshotRecover(dom, b.name) < 0)
+    if (vmbkBackupCleanStale(dom, b.name) < 0 || vmbkSnapshotRecover(dom, b.name) < 0)
+        goto cleanup;
+    vmbkJobDirSweep(dom, b.uuid);
+    if (vmbkRepoCleanPartial(repo, b.name) < 0)
         goto cleanup;
     if (!(xml = virDomainGetXMLDesc(dom, 0))) {
         vmbkError(VMBK_ERR_LIBVIRT, "cannot get the XML of domain '%s'", b.name);

@@ -414,8 +414,8 @@ EOF
 # persistent domain NAME (type qemu = TCG, 256 MiB, 1 vCPU, machine pc, no
 # network, no graphics).  vda holds the base image (a qcow2 overlay on it,
 # or with --format raw a raw copy); with --disks 2, vdb is a blank 256 MiB
-# disk in that format.  A domain NAME left by an earlier crashed run is
-# removed first.  Registers cleanup_fn remove_guest NAME.  Prints nothing.
+# disk in that format (--format qcow2,raw: vda qcow2, vdb raw).  A domain
+# NAME left by an earlier crashed run is removed first.  Registers cleanup_fn remove_guest NAME.  Prints nothing.
 create_guest ()
 {
     local name=$1 ndisks=1 format=qcow2 dir base i target file disks=()
@@ -428,7 +428,12 @@ create_guest ()
             *) fail "create_guest: unknown option '$1'" ;;
         esac
     done
-    case "$format" in qcow2|raw) ;; *) fail "create_guest: --format must be qcow2 or raw" ;; esac
+    # --format F applies to every disk; --format F1,F2,... gives each disk its own.
+    local formats=() fmt
+    IFS=, read -r -a formats <<<"$format"
+    for fmt in "${formats[@]}"; do
+        case "$fmt" in qcow2|raw) ;; *) fail "create_guest: --format must be qcow2 or raw" ;; esac
+    done
     case "$ndisks" in [1-9]) ;; *) fail "create_guest: --disks must be 1..9" ;; esac
 
     requires virsh qemu-img jq xmllint
@@ -445,6 +450,7 @@ create_guest ()
 
     for ((i = 0; i < ndisks; i++)); do
         target=vd${letters:i:1}
+        format=${formats[i]:-${formats[-1]}}
         file=$dir/$target.$format
         if [ "$i" -eq 0 ] && [ "$format" = qcow2 ]; then
             qemu-img create -q -f qcow2 -o compat=1.1 -b "$base" -F qcow2 "$file"
