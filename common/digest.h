@@ -5,6 +5,10 @@
  * blocks cost nothing: leaf i = SHA-256 of bytes [i * 64 KiB, (i + 1) * 64 KiB) of the disk (the
  * last leaf is shorter when the size is not a multiple); root = SHA-256 of "vmbk-tree-v1", the size
  * as 8 bytes little-endian, then the leaves in order.  The manifest names it "sha256-tree-64k".
+ *
+ * The leaves live in a file (TARGET.leaves beside each image, or an unlinked temporary one), read
+ * and written with pread/pwrite: 512 KiB per GiB of disk never sits in vmbk's memory, whatever
+ * the disk's size.
  */
 #pragma once
 
@@ -22,24 +26,33 @@ typedef struct _vmbkDigest vmbkDigest;
 struct _vmbkDigest {
     uint64_t size;    /* the disk's virtual size */
     uint64_t nleaves; /* ceil(size / leaf size) */
-    uint8_t *leaves;  /* nleaves * 32 bytes */
+    int fd;           /* the leaves, nleaves * 32 bytes */
+    char *path;       /* for messages */
 };
 
-vmbkDigest *vmbkDigestNew(uint64_t size);
+/* A new digest whose leaves go to path (NULL: an unlinked temporary file), starting from a copy of
+ * the parent's leaves file if parent is not NULL (an incremental), else all zero bytes. */
+vmbkDigest *vmbkDigestCreate(const char *path, const char *parent, uint64_t size);
+/* An existing leaves file, read-only. */
+vmbkDigest *vmbkDigestOpen(const char *path, uint64_t size);
 void vmbkDigestFree(vmbkDigest *digest);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vmbkDigest, vmbkDigestFree);
 
 /* Length of leaf i (the last one may be short). */
 size_t vmbkDigestLeafLength(const vmbkDigest *digest, uint64_t i);
 
-/* Set leaf i from its bytes; returns true if they were all zero. */
-bool vmbkDigestSetLeaf(vmbkDigest *digest, uint64_t i, const void *buf);
-/* Set leaf i to the hash of zeroes. */
-void vmbkDigestSetZeroLeaf(vmbkDigest *digest, uint64_t i);
+/* Hash n consecutive leaves starting at first from buf into the digest; zero[k] tells whether
+ * leaf first + k was all zero bytes.  Thread-safe. */
+int vmbkDigestHashLeaves(vmbkDigest *digest, uint64_t first, uint64_t n, const void *buf,
+                         bool *zero);
+/* Set n leaves starting at first to the hash of zeroes.  Thread-safe. */
+int vmbkDigestSetZeroLeaves(vmbkDigest *digest, uint64_t first, uint64_t n);
 
-/* The root as 64 lowercase hex digits. */
-char *vmbkDigestRoot(const vmbkDigest *digest);
+/* The root as 64 lowercase hex digits, or NULL (reported). */
+char *vmbkDigestRoot(vmbkDigest *digest);
 
-/* The leaves are kept beside each image, for the next incremental. */
-int vmbkDigestSave(const vmbkDigest *digest, const char *path);
-vmbkDigest *vmbkDigestLoad(const char *path, uint64_t size);
+/* The first leaf where two digests of one size differ, or -1 if none (or on a read error). */
+int64_t vmbkDigestFirstDifference(vmbkDigest *a, vmbkDigest *b);
+
+/* fsync the leaves file. */
+int vmbkDigestSync(vmbkDigest *digest);

@@ -311,6 +311,7 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
     g_autofree char *what = g_strdup_printf("disk '%s' of domain '%s'", disk->target, b->name);
     g_autoptr(vmbkQemuNbd) srv = NULL;
     g_autoptr(vmbkDigest) digest = NULL;
+    g_autofree char *pleaves = NULL;
     vmbkCopy copy = { 0 };
     virDomainBlockInfo info;
 
@@ -320,7 +321,6 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
     }
     if (b->parent) {
         vmbkPointDisk *pdisk = vmbkPointFindDisk(b->parent, disk->target);
-        g_autofree char *pleaves = g_strdup_printf("%s/%s.leaves", b->parent->dir, disk->target);
 
         if (pdisk->virtual_size != info.capacity) {
             vmbkError(VMBK_ERR_OPERATION, "%s has %llu bytes, %" PRIu64 " at point %s: it was "
@@ -328,9 +328,10 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
                       b->parent->id);
             return -1;
         }
-        if (!(digest = vmbkDigestLoad(pleaves, pdisk->virtual_size)))
-            return -1;
+        pleaves = g_strdup_printf("%s/%s.leaves", b->parent->dir, disk->target);
     }
+    if (!(digest = vmbkDigestCreate(leaves, pleaves, info.capacity)))
+        return -1;
     if (vmbkBackupCreateImage(b, path, info.capacity, disk->target) < 0)
         return -1;
     if (!(srv = vmbkQemuNbdStart(path, "qcow2", false, vmbkCopyDefaultThreads(), jobdir)))
@@ -352,18 +353,14 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
         copy.progress = vmbkBackupProgress;
         copy.progress_opaque = disk->target;
     }
-    if (vmbkCopyRun(&copy) < 0) {
-        if (!digest)
-            vmbkDigestFree(copy.digest);
+    if (vmbkCopyRun(&copy) < 0)
         return -1;
-    }
-    digest = g_steal_pointer(&copy.digest);
     vmbkDebug("%s: copied %" PRIu64 " bytes read, %" PRIu64 " written, %" PRIu64 " zeroed",
               disk->target, copy.bytes_read, copy.bytes_written, copy.bytes_zeroed);
     g_clear_pointer(&srv, vmbkQemuNbdStop); /* closes the image */
     vmbkDebug("%s: image closed", disk->target);
 
-    if (vmbkDigestSave(digest, leaves) < 0)
+    if (vmbkDigestSync(digest) < 0 || !(out->digest = vmbkDigestRoot(digest)))
         return -1;
     out->target = g_strdup(disk->target);
     out->image = g_steal_pointer(&image);
@@ -371,7 +368,6 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
     out->source_format = g_strdup(disk->format);
     out->virtual_size = copy.size;
     out->stored_bytes = vmbkStoredBytes(path);
-    out->digest = vmbkDigestRoot(digest);
     return 0;
 }
 

@@ -23,9 +23,9 @@ vmbkVerifyPoint(GPtrArray *points, const vmbkPoint *point, bool progress)
             vmbkPointReadDisk(point, disk, NULL, NULL, progress) < 0)
             return -1;
         /* The block digests feed the next incremental: they must be right too. */
-        if (!(saved = vmbkDigestLoad(leaves, disk->virtual_size)))
+        if (!(saved = vmbkDigestOpen(leaves, disk->virtual_size)) ||
+            !(root = vmbkDigestRoot(saved)))
             return -1;
-        root = vmbkDigestRoot(saved);
         if (!g_str_equal(root, disk->digest)) {
             vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s', disk '%s': the block digests "
                       "'%s' do not match the manifest; the repository is damaged", point->id,

@@ -37,14 +37,19 @@ typedef struct {
 
 typedef struct {
     vmbkCopy *copy;
-    guint8 *need;  /* per leaf: read it */
-    GArray *units; /* of vmbkCopyUnit */
-    gint next;     /* next unit to take */
-    gint failed;   /* a worker failed: stop */
-    GMutex lock;   /* progress */
+    guint64 *need;   /* bitmap, per leaf: read it (bounded: 2 MiB per TiB of disk) */
+    uint64_t cursor; /* the next leaf to consider for a unit (under lock) */
+    gint failed;     /* a worker failed: stop */
+    GMutex lock;     /* cursor and progress */
     uint64_t done, total;
     gint64 last_progress;
 } vmbkCopyState;
+
+static inline bool
+vmbkNeed(const vmbkCopyState *st, uint64_t i)
+{
+    return st->need[i / 64] & (G_GUINT64_CONSTANT(1) << (i % 64));
+}
 
 unsigned int
 vmbkCopyDefaultThreads(void)
@@ -90,7 +95,7 @@ vmbkCopyMark(vmbkCopyState *st, uint64_t off, uint64_t len)
     uint64_t first = off / LEAF, last = (off + len - 1) / LEAF, i;
 
     for (i = first; i <= last && i < st->copy->digest->nleaves; i++)
-        st->need[i] = 1;
+        st->need[i / 64] |= G_GUINT64_CONSTANT(1) << (i % 64);
 }
 
 static int
@@ -131,7 +136,7 @@ vmbkCopyMap(vmbkCopyState *st, struct nbd_handle *nbd)
     if (nbd_can_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1) {
         /* No allocation map: read everything (zeroes are still detected and not stored). */
         if (!copy->dirty_bitmap) {
-            memset(st->need, 1, copy->digest->nleaves);
+            memset(st->need, 0xff, (copy->digest->nleaves + 63) / 64 * 8);
             return 0;
         }
     }
@@ -156,30 +161,53 @@ vmbkCopyMap(vmbkCopyState *st, struct nbd_handle *nbd)
     return 0;
 }
 
-static void
+/* Count the leaves to read; in a full, the others are zeroes: record that in the digest. */
+static int
 vmbkCopyPlan(vmbkCopyState *st)
 {
     vmbkDigest *digest = st->copy->digest;
-    uint64_t i = 0;
+    uint64_t i = 0, start;
 
-    st->units = g_array_new(FALSE, FALSE, sizeof(vmbkCopyUnit));
     while (i < digest->nleaves) {
-        vmbkCopyUnit unit;
-
-        if (!st->need[i]) {
-            /* A full knows these are zero; an incremental keeps the parent's leaf. */
-            if (!st->copy->dirty_bitmap)
-                vmbkDigestSetZeroLeaf(digest, i);
+        if (vmbkNeed(st, i)) {
+            st->total++;
             i++;
             continue;
         }
-        unit.first = i;
-        while (i < digest->nleaves && st->need[i] && i - unit.first < UNIT_LEAVES)
-            i++;
-        unit.count = i - unit.first;
-        g_array_append_val(st->units, unit);
-        st->total += unit.count;
+        for (start = i; i < digest->nleaves && !vmbkNeed(st, i); i++)
+            ;
+        /* An incremental keeps the parent's leaves there. */
+        if (!st->copy->dirty_bitmap && vmbkDigestSetZeroLeaves(digest, start, i - start) < 0)
+            return -1;
     }
+    return 0;
+}
+
+/* The next run of up to UNIT_LEAVES leaves to read; false when there is none left. */
+static bool
+vmbkCopyNextUnit(vmbkCopyState *st, vmbkCopyUnit *unit)
+{
+    uint64_t n = st->copy->digest->nleaves;
+    bool found = false;
+
+    g_mutex_lock(&st->lock);
+    while (st->cursor < n && !vmbkNeed(st, st->cursor)) {
+        /* Skip a word of clear bits at a time. */
+        if (st->cursor % 64 == 0 && st->need[st->cursor / 64] == 0)
+            st->cursor += 64;
+        else
+            st->cursor++;
+    }
+    if (st->cursor < n) {
+        unit->first = st->cursor;
+        while (st->cursor < n && vmbkNeed(st, st->cursor) &&
+               st->cursor - unit->first < UNIT_LEAVES)
+            st->cursor++;
+        unit->count = st->cursor - unit->first;
+        found = true;
+    }
+    g_mutex_unlock(&st->lock);
+    return found;
 }
 
 static void
@@ -203,7 +231,7 @@ vmbkCopyReport(vmbkCopyState *st, uint64_t leaves)
 /* One read in flight, then its writes. */
 typedef struct {
     guint8 *buf;
-    const vmbkCopyUnit *unit;
+    vmbkCopyUnit unit;
     int state;       /* SLOT_FREE, SLOT_READING, SLOT_READ, SLOT_WRITING */
     int error;       /* errno of a failed request */
     int writes;      /* writes in flight */
@@ -246,7 +274,7 @@ static int
 vmbkCopyIssueWrites(vmbkCopyWorkerState *ws, vmbkCopySlot *slot, const bool *zero)
 {
     vmbkCopy *copy = ws->st->copy;
-    const vmbkCopyUnit *unit = slot->unit;
+    const vmbkCopyUnit *unit = &slot->unit;
     uint64_t i;
 
     for (i = 0; i < unit->count; i++) {
@@ -349,27 +377,25 @@ vmbkCopyWorker(gpointer opaque)
         busy = 0;
         for (i = 0; i < SLOTS; i++) {
             vmbkCopySlot *slot = &ws.slots[i];
-            uint64_t off, len, j;
+            uint64_t off, len;
 
             if (slot->error) {
                 vmbkError(VMBK_ERR_SYSTEM, "cannot copy %s at offset %" PRIu64 ": %s",
-                          copy->what, slot->unit->first * LEAF, g_strerror(slot->error));
+                          copy->what, slot->unit.first * LEAF, g_strerror(slot->error));
                 goto fail;
             }
             if (slot->state == SLOT_WRITING && slot->writes == 0) {
-                vmbkCopyReport(st, slot->unit->count);
+                vmbkCopyReport(st, slot->unit.count);
                 slot->state = SLOT_FREE;
             }
             if (slot->state == SLOT_FREE && more) {
-                gint idx = g_atomic_int_add(&st->next, 1);
                 nbd_completion_callback cb = { .callback = vmbkCopyReadDone, .user_data = slot };
 
-                if (idx >= (gint) st->units->len) {
+                if (!vmbkCopyNextUnit(st, &slot->unit)) {
                     more = false;
                 } else {
-                    slot->unit = &g_array_index(st->units, vmbkCopyUnit, idx);
-                    off = slot->unit->first * LEAF;
-                    len = MIN((slot->unit->first + slot->unit->count) * LEAF, copy->size) - off;
+                    off = slot->unit.first * LEAF;
+                    len = MIN((slot->unit.first + slot->unit.count) * LEAF, copy->size) - off;
                     slot->state = SLOT_READING;
                     if (nbd_aio_pread(src, slot->buf, len, off, cb, 0) < 0) {
                         vmbkError(VMBK_ERR_NBD, "cannot read %s at offset %" PRIu64,
@@ -380,9 +406,9 @@ vmbkCopyWorker(gpointer opaque)
                 }
             }
             if (slot->state == SLOT_READ) {
-                for (j = 0; j < slot->unit->count; j++)
-                    zero[j] = vmbkDigestSetLeaf(copy->digest, slot->unit->first + j,
-                                                slot->buf + j * LEAF);
+                if (vmbkDigestHashLeaves(copy->digest, slot->unit.first, slot->unit.count,
+                                         slot->buf, zero) < 0)
+                    goto fail;
                 if (dst) {
                     if (vmbkCopyIssueWrites(&ws, slot, zero) < 0)
                         goto fail;
@@ -429,7 +455,7 @@ vmbkCopyRun(vmbkCopy *copy)
 {
     g_autoptr(vmbkNbd) nbd = NULL;
     g_autoptr(GPtrArray) threads = g_ptr_array_new();
-    g_autofree guint8 *need = NULL;
+    g_autofree guint64 *need = NULL;
     vmbkCopyState st = { .copy = copy };
     int64_t size;
     int ret = 0;
@@ -443,28 +469,29 @@ vmbkCopyRun(vmbkCopy *copy)
     }
     copy->size = size;
     if (!copy->digest) {
-        copy->digest = vmbkDigestNew(copy->size);
+        if (!(copy->digest = vmbkDigestCreate(NULL, NULL, copy->size)))
+            return -1;
     } else if (copy->digest->size != copy->size) {
-        vmbkError(VMBK_ERR_OPERATION, "%s has %" PRIu64 " bytes, its parent point %" PRIu64
+        vmbkError(VMBK_ERR_OPERATION, "%s has %" PRIu64 " bytes, its digest is for %" PRIu64
                   "; run a full backup", copy->what, copy->size, copy->digest->size);
         return -1;
     }
 
-    st.need = need = g_malloc0(copy->digest->nleaves + 1);
+    st.need = need = g_new0(guint64, copy->digest->nleaves / 64 + 1);
     if (vmbkCopyMap(&st, nbd) < 0)
         return -1;
     nbd_shutdown(nbd, 0);
     g_clear_pointer(&nbd, nbd_close);
-    vmbkCopyPlan(&st);
+    if (vmbkCopyPlan(&st) < 0)
+        return -1;
 
     g_mutex_init(&st.lock);
-    for (i = 0; i < MAX(copy->threads, 1) && i < MAX(st.units->len, 1); i++)
+    for (i = 0; i < MAX(copy->threads, 1) && (i == 0 || i < st.total); i++)
         g_ptr_array_add(threads, g_thread_new("vmbk-copy", vmbkCopyWorker, &st));
     for (i = 0; i < threads->len; i++) {
         if (GPOINTER_TO_INT(g_thread_join(g_ptr_array_index(threads, i))) < 0)
             ret = -1;
     }
     g_mutex_clear(&st.lock);
-    g_array_free(st.units, TRUE);
     return ret;
 }

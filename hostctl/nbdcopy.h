@@ -22,8 +22,8 @@ struct _vmbkCopy {
     vmbkCopyProgress progress;
     void *progress_opaque;
 
-    /* In and out: an incremental starts from its parent's leaves and replaces the ones it reads.
-     * NULL on input: a new digest (all leaves computed). */
+    /* The digest to fill (vmbkDigestCreate): an incremental's starts as a copy of its parent's
+     * and gets the leaves it reads replaced.  NULL: one in a temporary file, made here. */
     vmbkDigest *digest;
 
     /* Output */

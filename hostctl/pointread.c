@@ -167,24 +167,20 @@ vmbkPointReadDisk(const vmbkPoint *point, const vmbkPointDisk *disk, const char 
                   "; the point is damaged", what, copy.size, disk->virtual_size);
         goto cleanup;
     }
-    root = vmbkDigestRoot(copy.digest);
+    if (!(root = vmbkDigestRoot(copy.digest)))
+        goto cleanup;
     if (!g_str_equal(root, disk->digest)) {
         g_autofree char *leaves = g_strdup_printf("%s/%s.leaves", point->dir, disk->target);
-        g_autoptr(vmbkDigest) saved = vmbkDigestLoad(leaves, disk->virtual_size);
+        g_autoptr(vmbkDigest) saved = vmbkDigestOpen(leaves, disk->virtual_size);
         g_autofree char *saved_root = saved ? vmbkDigestRoot(saved) : NULL;
-        uint64_t i;
+        int64_t leaf;
 
         vmbkErrorReset();
-        if (saved_root && g_str_equal(saved_root, disk->digest)) {
-            for (i = 0; i < saved->nleaves; i++) {
-                if (memcmp(saved->leaves + i * VMBK_DIGEST_HASH_SIZE,
-                           copy.digest->leaves + i * VMBK_DIGEST_HASH_SIZE,
-                           VMBK_DIGEST_HASH_SIZE) != 0)
-                    break;
-            }
+        if (saved_root && g_str_equal(saved_root, disk->digest) &&
+            (leaf = vmbkDigestFirstDifference(saved, copy.digest)) >= 0) {
             vmbkError(VMBK_ERR_OPERATION, "%s does not match its digest: the 64 KiB block at "
                       "offset %" PRIu64 " differs; the repository is damaged", what,
-                      i * (uint64_t) VMBK_DIGEST_LEAF_SIZE);
+                      (uint64_t) leaf * VMBK_DIGEST_LEAF_SIZE);
         } else {
             vmbkError(VMBK_ERR_OPERATION, "%s does not match its digest; the repository is "
                       "damaged", what);
