@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,8 @@ main(int argc, char **argv)
     size_t j;
 
     setlocale(LC_ALL, "");
+    /* A connection that dies (libvirtd restarted) must be an error we report, not SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     /* qemu-nbd --fork daemonizes: as a subreaper we can still wait for it. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     vmbkErrorInitLibvirt();
