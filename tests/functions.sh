@@ -354,12 +354,13 @@ remove_guest ()
 # _vmbk_xml_escape STRING: STRING with XML's special characters escaped.
 _vmbk_xml_escape ()
 {
+    # Replacements quoted: bash 5.2 reads an unquoted & there as the match.
     local s=$1
-    s=${s//&/&amp;}
-    s=${s//</&lt;}
-    s=${s//>/&gt;}
-    s=${s//\'/&apos;}
-    s=${s//\"/&quot;}
+    s=${s//&/"&amp;"}
+    s=${s//</"&lt;"}
+    s=${s//>/"&gt;"}
+    s=${s//\'/"&apos;"}
+    s=${s//\"/"&quot;"}
     printf '%s' "$s"
 }
 
@@ -474,7 +475,9 @@ create_guest ()
 guest_disk_path ()
 {
     local p
-    p=$(virsh domblklist --details "$1" | awk -v t="$2" '$3 == t { print $4 }')
+    # From the XML, not domblklist's columns: paths may hold spaces.
+    p=$(virsh dumpxml "$1" |
+        xmllint --xpath "string(/domain/devices/disk[target/@dev='$2']/source/@file)" -)
     [ -n "$p" ] || fail "domain '$1' has no disk '$2'"
     echo "$p"
 }
@@ -659,7 +662,11 @@ _vmbk_guest_state ()
 {
     local dom=$1 dir
     dir=$(guest_dir "$dom")
-    virsh domblklist --details "$dom" | awk 'NR > 2 && NF { print "disk", $3, $4 }'
+    local t
+    # Tab-separated: sources may hold spaces.
+    for t in $(virsh domblklist --details "$dom" | awk 'NR > 2 && NF { print $3 }'); do
+        printf 'disk\t%s\t%s\n' "$t" "$(guest_disk_path "$dom" "$t")"
+    done
     find "$dir" -mindepth 1 -maxdepth 1 ! -name .state -printf 'file %f\n' | sort
 }
 
@@ -694,7 +701,7 @@ assert_nothing_left ()
     files=$(_vmbk_qmp "$dom" '{"execute":"query-named-block-nodes","arguments":{"flat":true}}' |
                 jq -r '.return[].file' | grep -v '^json:' | sort -u)
     extra=$(comm -23 <(echo "$files") \
-                <( { build_base_image; awk '$1 == "disk" { print $3 }' "$dir/.state"; } | sort -u))
+                <( { build_base_image; awk -F '\t' '$1 == "disk" { print $3 }' "$dir/.state"; } | sort -u))
     [ -z "$extra" ] || fail "qemu still has open for domain '$dom': ${extra//$'\n'/, }"
 
     extra=$(pgrep -af 'qemu-nbd|nbdkit' | grep -F -e "$dom" -e "$dir" || true)
