@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <guestfs.h>
 #include <libnbd.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -85,6 +86,22 @@ vmbkErrorSystem(int errnum, const char *fmt, ...)
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     vmbkErrorSet(VMBK_ERR_SYSTEM, g_strdup_printf("%s: %s", msg, g_strerror(errnum)));
+}
+
+void
+vmbkErrorGuestfs(guestfs_h *g, const char *fmt, ...)
+{
+    va_list ap;
+    g_autofree char *msg = NULL;
+    const char *detail = g ? guestfs_last_error(g) : NULL;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (detail)
+        vmbkErrorSet(VMBK_ERR_GUESTFS, g_strdup_printf("%s: %s", msg, detail));
+    else
+        vmbkErrorSet(VMBK_ERR_GUESTFS, g_steal_pointer(&msg));
 }
 
 const char *

@@ -21,6 +21,9 @@ typedef enum {
 
 void vmbkError(vmbkErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 void vmbkErrorSystem(int errnum, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* VMBK_ERR_GUESTFS with the handle's last error appended. */
+struct guestfs_h;
+void vmbkErrorGuestfs(struct guestfs_h *g, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
 /* The first error reported since the last reset, or NULL. */
 const char *vmbkErrorMessage(void);

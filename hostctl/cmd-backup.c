@@ -522,7 +522,7 @@ vmbkRemoveTree(const char *dir)
 }
 
 static int
-vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json)
+vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
 {
     g_autoptr(vmbkPoint) point = g_new0(vmbkPoint, 1);
     g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
@@ -613,6 +613,15 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json)
         }
     }
 
+    /* The guest's job has ended: inspecting and cataloguing the committed point costs the guest
+     * nothing.  A point without a catalog is still complete. */
+    if (catalog && vmbkIndexPoint(point, json) < 0) {
+        fprintf(stderr, "%s: warning: point %s is complete; its catalog failed: %s; run "
+                "'vmbk index -r %s %s --point %s'\n", vmbk_progname, point->id,
+                vmbkErrorMessage(), b->repo->path, b->name, point->id);
+        vmbkErrorReset();
+    }
+
     if (json) {
         g_autoptr(vmbkJson) out = vmbkJsonNew();
         vmbkPointJson(out, point);
@@ -627,7 +636,7 @@ VMBK_COMMAND(vmbkCmdBackup)
 {
     const char *repo_path = NULL, *level_arg = "auto", *method_arg = NULL;
     g_auto(GStrv) wanted = NULL;
-    gboolean quiesce = FALSE, json = FALSE, no_progress = FALSE;
+    gboolean quiesce = FALSE, json = FALSE, no_progress = FALSE, no_catalog = FALSE;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo_path, "the repository (created if new)",
           "REPO" },
@@ -643,6 +652,8 @@ VMBK_COMMAND(vmbkCmdBackup)
           "snapshot, full only, for raw disks)", "METHOD" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the new point as JSON", NULL },
         { "no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress, "no progress bar", NULL },
+        { "no-catalog", 0, 0, G_OPTION_ARG_NONE, &no_catalog, "do not inspect the new point nor "
+          "build its file catalog ('vmbk index' can later)", NULL },
         { NULL },
     };
     g_autoptr(virConnect) conn = NULL;
@@ -729,7 +740,7 @@ VMBK_COMMAND(vmbkCmdBackup)
 
     if (vmbkBackupDecide(&b, level, method_arg ? method_arg : "checkpoint", method_arg != NULL) < 0)
         goto cleanup;
-    ret = vmbkBackupRun(&b, xml, json);
+    ret = vmbkBackupRun(&b, xml, json, !no_catalog);
 
  cleanup:
     if (b.disks)

@@ -4,6 +4,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "catalog.h"
+#include "inspection.h"
 #include "json.h"
 #include "repo.h"
 #include "vmbk.h"
@@ -44,6 +46,23 @@ vmbkPointJson(vmbkJson *out, const vmbkPoint *point)
         vmbkJsonEnd(out);
     }
     vmbkJsonEnd(out);
+    /* Added by the indexer after the commit: null/false when it has not run. */
+    {
+        bool absent;
+        g_autoptr(vmbkInspection) insp = vmbkInspectionLoad(point->dir, &absent);
+
+        vmbkJsonKey(out, "inspection");
+        if (insp) {
+            vmbkInspectionJson(out, insp);
+        } else {
+            if (!absent) { /* damaged: the listing still goes on */
+                fprintf(stderr, "%s: warning: %s\n", vmbk_progname, vmbkErrorMessage());
+                vmbkErrorReset();
+            }
+            vmbkJsonNull(out);
+        }
+    }
+    vmbkJsonKeyBool(out, "catalog", vmbkCatalogExists(point->dir));
     vmbkJsonEnd(out);
 }
 

@@ -353,8 +353,8 @@ vmbkRepoBeginPoint(vmbkRepo *repo, const char *domain, GPtrArray *points, char *
     return g_steal_pointer(&tmpl);
 }
 
-static int
-vmbkFsync(const char *path)
+int
+vmbkRepoFsync(const char *path)
 {
     vmbk_autoclose int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -374,17 +374,31 @@ vmbkRepoCommitPoint(const char *tmpdir, vmbkPoint *point)
 
     while (d && (name = g_dir_read_name(d))) {
         g_autofree char *path = g_build_filename(tmpdir, name, NULL);
-        if (vmbkFsync(path) < 0)
+        if (vmbkRepoFsync(path) < 0)
             return -1;
     }
     /* The manifest last: a point without one is not a point. */
     if (vmbkPointWriteManifest(point, tmpdir) < 0)
         return -1;
-    if (vmbkFsync(tmpdir) < 0)
+    if (vmbkRepoFsync(tmpdir) < 0)
         return -1;
     if (rename(tmpdir, point->dir) < 0) {
         vmbkErrorSystem(errno, "cannot commit point '%s'", point->dir);
         return -1;
     }
-    return vmbkFsync(parent);
+    return vmbkRepoFsync(parent);
+}
+
+int
+vmbkRepoReplaceFile(const char *tmp, const char *path)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+
+    if (vmbkRepoFsync(tmp) < 0)
+        return -1;
+    if (rename(tmp, path) < 0) {
+        vmbkErrorSystem(errno, "cannot rename '%s' to '%s'", tmp, path);
+        return -1;
+    }
+    return vmbkRepoFsync(dir);
 }

@@ -5,6 +5,8 @@
  *   REPO/DOMAIN/domain.xml             the domain's XML at the latest point
  *   REPO/DOMAIN/points/0001/           a complete point: manifest.xml (written last), domain.xml,
  *                                      TARGET.qcow2 and TARGET.leaves per disk
+ *                                      and, added after the commit by the indexer (optional):
+ *                                      inspection.xml (inspection.c), catalog.sqlite (catalog.c)
  *   REPO/DOMAIN/points/.tmp-0002-XXXXXX/  a point being written; never listed, removed by the next
  *                                      backup
  */
@@ -77,6 +79,12 @@ int vmbkRepoCleanPartial(vmbkRepo *repo, const char *domain);
 char *vmbkRepoBeginPoint(vmbkRepo *repo, const char *domain, GPtrArray *points, char **id);
 /* Make it visible: fsync its files, rename it into place, fsync the directory. */
 int vmbkRepoCommitPoint(const char *tmpdir, vmbkPoint *point);
+
+/* fsync a file or directory. */
+int vmbkRepoFsync(const char *path);
+/* Put tmp (a finished file in the same directory) in place of path: fsync it, rename it, fsync
+ * the directory. */
+int vmbkRepoReplaceFile(const char *tmp, const char *path);
 
 /* manifest.c */
 int vmbkPointWriteManifest(const vmbkPoint *point, const char *dir);

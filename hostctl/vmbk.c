@@ -16,7 +16,7 @@
 
 static const vmbkCommand commands[] = {
     { "backup", "DOMAIN -r REPO [-l full|inc|diff|auto] [--disk TARGET]... [--quiesce] "
-      "[--method checkpoint|snapshot] [--json]",
+      "[--method checkpoint|snapshot] [--no-catalog] [--json]",
       "take a live, point-in-time backup of a running domain", vmbkCmdBackup },
     { "list", "-r REPO [DOMAIN] [--json]", "list the points in a repository", vmbkCmdList },
     { "verify", "-r REPO DOMAIN [--point ID|latest|all]",
@@ -28,6 +28,19 @@ static const vmbkCommand commands[] = {
       "[--since CHECKPOINT] [--json]",
       "live point-in-time views of a domain's disks, served read-only over NBD",
       vmbkCmdSnapshot },
+    { "index", "-r REPO DOMAIN [--point ID | --all]",
+      "inspect a point and build its file catalog", vmbkCmdIndex },
+    { "inspect", "-r REPO DOMAIN [--point ID|live] [--json]",
+      "the operating system and filesystems of a point", vmbkCmdInspect },
+    { "ls", "-r REPO DOMAIN [--point ID|live] PATH [-l]", "list a directory of a point",
+      vmbkCmdLs },
+    { "cat", "-r REPO DOMAIN [--point ID|live] PATH", "print a file of a point", vmbkCmdCat },
+    { "copy-out", "-r REPO DOMAIN [--point ID|live] PATH... DEST",
+      "copy files and directories of a point to the host, with metadata", vmbkCmdCopyOut },
+    { "find", "-r REPO DOMAIN PATTERN [--json]",
+      "the points where matching files exist (catalogs only)", vmbkCmdFind },
+    { "mount", "-r REPO DOMAIN [--point ID] [--device DEVICE] MOUNTPOINT",
+      "mount a point read-only through FUSE (guestmount)", vmbkCmdMount },
     { "disks", "DOMAIN [--json]", "list a domain's disks and whether each can be backed up",
       vmbkCmdDisks },
     { "accel", "", "say whether VMs vmbk starts get KVM or TCG (probes KVM)",

@@ -36,8 +36,15 @@ virDomainPtr vmbkLookupDomain(virConnectPtr conn, const char *name);
 #define VMBK_COMMAND(name) int name(vmbkGlobal *global, const vmbkCommand *cmd, int argc, char **argv)
 VMBK_COMMAND(vmbkCmdAccel);
 VMBK_COMMAND(vmbkCmdBackup);
+VMBK_COMMAND(vmbkCmdCat);
+VMBK_COMMAND(vmbkCmdCopyOut);
 VMBK_COMMAND(vmbkCmdDisks);
+VMBK_COMMAND(vmbkCmdFind);
+VMBK_COMMAND(vmbkCmdIndex);
+VMBK_COMMAND(vmbkCmdInspect);
 VMBK_COMMAND(vmbkCmdList);
+VMBK_COMMAND(vmbkCmdLs);
+VMBK_COMMAND(vmbkCmdMount);
 VMBK_COMMAND(vmbkCmdRestore);
 VMBK_COMMAND(vmbkCmdSnapshot);
 VMBK_COMMAND(vmbkCmdVerify);
@@ -46,6 +53,9 @@ VMBK_COMMAND(vmbkCmdVerify);
 struct _vmbkJson;
 struct _vmbkPoint;
 void vmbkPointJson(struct _vmbkJson *out, const struct _vmbkPoint *point);
+
+/* cmd-index.c: inspect a committed point and build its catalog (one appliance launch) */
+int vmbkIndexPoint(const struct _vmbkPoint *point, bool quiet);
 
 /* restore-define.c */
 struct _vmbkRepo;

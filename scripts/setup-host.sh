@@ -32,7 +32,7 @@ packages=(
     libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
     libnbd-bin nbdkit python3-libvirt
     # libguestfs and its appliance (supermin needs a kernel in /boot)
-    libguestfs-tools supermin linux-image-amd64
+    libguestfs-tools libguestfs-xfs guestmount supermin linux-image-amd64
     # tests: guest images, JSON, locks, timeouts
     debootstrap jq libxml2-utils util-linux coreutils
 )

@@ -26,8 +26,9 @@
 #   debian_tree                         build/cache a debootstrap minbase tarball; print its path
 #   make_guest_image EXTRA_DIR OUT      build a 1 GiB qcow2 (MBR, ext4: tree + EXTRA_DIR, idle boot code)
 #   build_base_image                    build/cache the tests' base image (with /srv/data); print its path
+#   build_twofs_image                   build/cache a 1 GiB image: ext4 root + xfs /data; print its path
 #   guest_domain_xml NAME TYPE DISK...  print a small domain's XML
-#   create_guest NAME [--disks N] [--format qcow2|raw]
+#   create_guest NAME [--disks N] [--format qcow2|raw] [--base IMAGE]
 #                                       define + start a TCG guest on an overlay of the base
 #   guest_dir NAME                      the directory holding NAME's disks
 #   remove_guest NAME                   destroy + undefine NAME, delete its disks (quiet if absent)
@@ -311,6 +312,70 @@ build_base_image ()
     echo "$base"
 }
 
+# build_twofs_image: print the path of a 1 GiB qcow2 with two filesystems,
+# built once (a libguestfs launch) and cached beside the base image:
+#   sda1 (200 MiB) ext4: a minimal Linux root for inspection (/etc/fstab,
+#                  /etc/os-release of Debian 12, hostname "vmbk-twofs", /bin)
+#                  and /root-note.txt "on the ext4 root\n"
+#   sda2 (rest)    xfs, mounted at /data by that fstab: /data/docs/report.txt
+#                  "xfs report\n" (mode 0640), /data/docs/sub/deep.txt "deep\n"
+# Boot code at offset 0 idles a guest started on it, as in make_guest_image.
+build_twofs_image ()
+{
+    local dir out
+    requires_root
+    requires guestfish qemu-img flock
+    dir=$(_vmbk_disk_dir)
+    out=$dir/twofs-v1.qcow2
+    if [ -f "$out" ]; then
+        echo "$out"
+        return 0
+    fi
+    (
+        flock 9
+        [ -f "$out" ] && exit 0
+        local work
+        work=$(mktemp -d "$dir/.twofs.XXXXXX")
+        qemu-img create -q -f raw "$work/disk.raw" 1G
+        echo "build_twofs_image: guestfish for '$out' (about a minute)" >&2
+        if ! guestfish -a "$work/disk.raw" >"$work/log" 2>&1 <<'EOF'
+run
+part-init /dev/sda mbr
+part-add /dev/sda p 2048 411647
+part-add /dev/sda p 411648 -2048
+mkfs ext4 /dev/sda1
+mkfs xfs /dev/sda2
+mount /dev/sda1 /
+mkdir /etc
+mkdir /bin
+mkdir /data
+write /etc/fstab "/dev/vda1 / ext4 defaults 0 1\n/dev/vda2 /data xfs defaults 0 2\n"
+write /etc/hosts "127.0.0.1 localhost\n"
+write /etc/hostname "vmbk-twofs\n"
+write /etc/debian_version "12.0\n"
+write /etc/os-release "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n"
+write /root-note.txt "on the ext4 root\n"
+mount /dev/sda2 /data
+mkdir-p /data/docs/sub
+write /data/docs/report.txt "xfs report\n"
+chmod 0640 /data/docs/report.txt
+write /data/docs/sub/deep.txt "deep\n"
+umount-all
+EOF
+        then
+            cat "$work/log" >&2
+            rm -rf "$work"
+            fail "guestfish failed building '$out'"
+        fi
+        printf '\xfa\xf4\xeb\xfd' | dd of="$work/disk.raw" bs=1 count=4 conv=notrunc status=none
+        qemu-img convert -f raw -O qcow2 -o compat=1.1 "$work/disk.raw" "$work/disk.qcow2"
+        chmod 0644 "$work/disk.qcow2"
+        mv "$work/disk.qcow2" "$out"
+        rm -rf "$work"
+    ) 9>"$dir/twofs.lock"
+    echo "$out"
+}
+
 # --- guests -----------------------------------------------------------------
 
 # guest_dir NAME: the directory holding guest NAME's disks.
@@ -419,13 +484,14 @@ EOF
 # NAME left by an earlier crashed run is removed first.  Registers cleanup_fn remove_guest NAME.  Prints nothing.
 create_guest ()
 {
-    local name=$1 ndisks=1 format=qcow2 dir base i target file disks=()
+    local name=$1 ndisks=1 format=qcow2 dir base= i target file disks=()
     local letters=abcdefghi
     shift
     while [ $# -gt 0 ]; do
         case "$1" in
             --disks) ndisks=$2; shift 2 ;;
             --format) format=$2; shift 2 ;;
+            --base) base=$2; shift 2 ;;
             *) fail "create_guest: unknown option '$1'" ;;
         esac
     done
@@ -440,7 +506,7 @@ create_guest ()
     requires virsh qemu-img jq xmllint
     requires_root
     start_libvirtd
-    base=$(build_base_image)
+    [ -n "$base" ] || base=$(build_base_image)
 
     remove_guest "$name" || fail "a stale domain '$name' exists and cannot be removed"
     cleanup_fn remove_guest "$name"
@@ -463,6 +529,7 @@ create_guest ()
         disks+=("$file")
     done
 
+    echo "$base" >"$dir/.base"
     guest_domain_xml "$name" qemu "${disks[@]}" >"$dir/domain.xml"
     virsh define "$dir/domain.xml" >/dev/null || fail "cannot define domain '$name'"
     virsh start "$name" >/dev/null || fail "cannot start domain '$name'"
@@ -667,7 +734,7 @@ _vmbk_guest_state ()
     for t in $(virsh domblklist --details "$dom" | awk 'NR > 2 && NF { print $3 }'); do
         printf 'disk\t%s\t%s\n' "$t" "$(guest_disk_path "$dom" "$t")"
     done
-    find "$dir" -mindepth 1 -maxdepth 1 ! -name .state -printf 'file %f\n' | sort
+    find "$dir" -mindepth 1 -maxdepth 1 ! -name .state ! -name .base -printf 'file %f\n' | sort
 }
 
 # assert_nothing_left DOM: fail if a backup or restore left anything
@@ -701,7 +768,7 @@ assert_nothing_left ()
     files=$(_vmbk_qmp "$dom" '{"execute":"query-named-block-nodes","arguments":{"flat":true}}' |
                 jq -r '.return[].file' | grep -v '^json:' | sort -u)
     extra=$(comm -23 <(echo "$files") \
-                <( { build_base_image; awk -F '\t' '$1 == "disk" { print $3 }' "$dir/.state"; } | sort -u))
+                <( { cat "$dir/.base" 2>/dev/null || build_base_image; awk -F '\t' '$1 == "disk" { print $3 }' "$dir/.state"; } | sort -u))
     [ -z "$extra" ] || fail "qemu still has open for domain '$dom': ${extra//$'\n'/, }"
 
     extra=$(pgrep -af 'qemu-nbd|nbdkit' | grep -F -e "$dom" -e "$dir" || true)

@@ -12,21 +12,21 @@ create_guest "$dom"
 repo=$TMPDIR_TEST/repo
 MiB=$((1024 * 1024))
 
-"$VMBK" backup "$dom" -r "$repo" -l full >/dev/null
+"$VMBK" backup "$dom" -r "$repo" --no-catalog -l full >/dev/null
 guest_write "$dom" vda 0x77 $((20 * MiB)) $((1 * MiB))
-"$VMBK" backup "$dom" -r "$repo" -l inc >/dev/null
+"$VMBK" backup "$dom" -r "$repo" --no-catalog -l inc >/dev/null
 
 # -l inc on a repository with no point of the domain.
-expect_fail 1 "no earlier point of domain" "$VMBK" backup "$dom" -r "$TMPDIR_TEST/empty" -l inc
+expect_fail 1 "no earlier point of domain" "$VMBK" backup "$dom" -r "$TMPDIR_TEST/empty" --no-catalog -l inc
 
 # Remove the checkpoint behind point 2: -l inc must refuse, -l auto take a full.
 cp=$("$VMBK" list -r "$repo" "$dom" --json | jq -r '.[1].checkpoint')
 virsh checkpoint-delete "$dom" "$cp" >/dev/null
 expect_fail 1 "has no checkpoint '$cp'.*run a full backup or pass -l auto" \
-    "$VMBK" backup "$dom" -r "$repo" -l inc
+    "$VMBK" backup "$dom" -r "$repo" --no-catalog -l inc
 [ "$("$VMBK" list -r "$repo" "$dom" --json | jq length)" = 2 ] || fail "a failed inc left a point"
 guest_reference "$dom" vda "$TMPDIR_TEST/ref3.qcow2"
-"$VMBK" backup "$dom" -r "$repo" -l auto >"$TMPDIR_TEST/id" 2>"$TMPDIR_TEST/err"
+"$VMBK" backup "$dom" -r "$repo" --no-catalog -l auto >"$TMPDIR_TEST/id" 2>"$TMPDIR_TEST/err"
 grep -q "taking a full backup" "$TMPDIR_TEST/err" || fail "auto did not say it fell back"
 [ "$("$VMBK" list -r "$repo" "$dom" --json | jq -r '.[2].level')" = full ] ||
     fail "auto did not fall back to a full"
@@ -42,8 +42,8 @@ node=$(virsh qemu-monitor-command "$dom" '{"execute":"query-named-block-nodes"}'
 cp3=$("$VMBK" list -r "$repo" "$dom" --json | jq -r '.[2].checkpoint')
 virsh qemu-monitor-command "$dom" "{\"execute\":\"block-dirty-bitmap-remove\",
     \"arguments\":{\"node\":\"$node\",\"name\":\"$cp3\"}}" >/dev/null
-expect_fail 1 "checkpoint .$cp3. (point 0003).*not usable.*run a full backup or pass -l auto" "$VMBK" backup "$dom" -r "$repo" -l inc
-"$VMBK" backup "$dom" -r "$repo" -l auto >/dev/null 2>"$TMPDIR_TEST/err"
+expect_fail 1 "checkpoint .$cp3. (point 0003).*not usable.*run a full backup or pass -l auto" "$VMBK" backup "$dom" -r "$repo" --no-catalog -l inc
+"$VMBK" backup "$dom" -r "$repo" --no-catalog -l auto >/dev/null 2>"$TMPDIR_TEST/err"
 grep -q "taking a full backup" "$TMPDIR_TEST/err" || fail "auto did not fall back: $(cat "$TMPDIR_TEST/err")"
 : "$qdev"
 

@@ -16,7 +16,7 @@ guest_write "$dom" vda 0x5a $((50 * MiB)) $((4 * MiB))
 guest_reference "$dom" vda "$TMPDIR_TEST/before.qcow2"
 
 # Full backup, held after the point is taken; the guest overwrites data the copy has not read.
-VMBK_TEST_PAUSE=$pause "$VMBK" backup "$dom" -r "$repo" -l full >"$TMPDIR_TEST/id" &
+VMBK_TEST_PAUSE=$pause "$VMBK" backup "$dom" -r "$repo" --no-catalog -l full >"$TMPDIR_TEST/id" &
 backup=$!
 cleanup_fn kill $backup
 wait_for 60 "the backup to take its point" test -e "$pause"
@@ -33,7 +33,7 @@ assert_same_image "$TMPDIR_TEST/p1.raw" "$TMPDIR_TEST/before.qcow2"
 assert_image_pattern "$(guest_disk_path "$dom" vda)" 0xa5 $((50 * MiB)) 4096
 
 # And the next incremental has them too.
-[ "$("$VMBK" backup "$dom" -r "$repo" -l inc)" = 0002 ] || fail "the incremental failed"
+[ "$("$VMBK" backup "$dom" -r "$repo" --no-catalog -l inc)" = 0002 ] || fail "the incremental failed"
 "$VMBK" restore -r "$repo" "$dom" -o "$TMPDIR_TEST/p2.raw"
 assert_same_image "$TMPDIR_TEST/p2.raw" "$TMPDIR_TEST/after.qcow2"
 assert_nothing_left "$dom"

@@ -17,13 +17,13 @@ vdb=$(guest_disk_path "$dom" vdb)
 export VMBK_STATE_DIR=$TMPDIR_TEST/state
 MiB=$((1024 * 1024))
 
-"$VMBK" backup "$dom" -r "$repo" --disk vda -l full >/dev/null
+"$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vda -l full >/dev/null
 
 n=1
 for phase in point copy commit; do
     guest_write "$dom" vda 0x$((60 + n)) $((n * 10 * MiB + 3)) $((2 * MiB))
     VMBK_TEST_PAUSE=$pause VMBK_TEST_PAUSE_AT=$phase \
-        "$VMBK" backup "$dom" -r "$repo" --disk vda -l inc >/dev/null 2>&1 &
+        "$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vda -l inc >/dev/null 2>&1 &
     pid=$!
     wait_for 60 "the backup to reach phase '$phase'" test -e "$pause"
     kill -9 $pid
@@ -40,7 +40,7 @@ for phase in point copy commit; do
     fi
 
     guest_reference "$dom" vda "$TMPDIR_TEST/ref.qcow2"
-    "$VMBK" backup "$dom" -r "$repo" --disk vda -l inc >"$TMPDIR_TEST/id" 2>"$TMPDIR_TEST/err" ||
+    "$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vda -l inc >"$TMPDIR_TEST/id" 2>"$TMPDIR_TEST/err" ||
         fail "$phase: the next backup failed: $(cat "$TMPDIR_TEST/err")"
     n=$((n + 1))
     [ "$(cat "$TMPDIR_TEST/id")" = "$(printf %04d $n)" ] || fail "$phase: point $(cat "$TMPDIR_TEST/id")"
@@ -61,7 +61,7 @@ done
 
 # The snapshot method killed while the guest runs on the overlay.
 guest_write "$dom" vdb 0x70 $((1 * MiB)) 65536
-VMBK_TEST_PAUSE=$pause "$VMBK" backup "$dom" -r "$repo" --disk vdb >/dev/null 2>&1 &
+VMBK_TEST_PAUSE=$pause "$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vdb >/dev/null 2>&1 &
 pid=$!
 wait_for 60 "the snapshot backup to take its point" test -e "$pause"
 kill -9 $pid
@@ -70,7 +70,7 @@ rm -f "$pause"
 [ "$(guest_disk_path "$dom" vdb)" != "$vdb" ] || fail "the guest was not on an overlay?"
 guest_write "$dom" vdb 0x71 $((2 * MiB)) 65536                 # lands in the overlay
 guest_reference "$dom" vdb "$TMPDIR_TEST/ref-vdb.qcow2"
-"$VMBK" backup "$dom" -r "$repo" --disk vdb >/dev/null 2>"$TMPDIR_TEST/err"
+"$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vdb >/dev/null 2>"$TMPDIR_TEST/err"
 grep -q "still on the overlay of an interrupted backup; merging it back" "$TMPDIR_TEST/err" ||
     fail "no recovery notice: $(cat "$TMPDIR_TEST/err")"
 assert_disk_source "$dom" vdb "$vdb"

@@ -19,13 +19,13 @@ guest_reference "$dom" vdb "$TMPDIR_TEST/ref-vdb.qcow2"
 guest_reference "$dom" vda "$TMPDIR_TEST/ref-vda.qcow2"
 
 expect_fail 1 "disk 'vdb' of domain '$dom' is raw.*--method snapshot" \
-    "$VMBK" backup "$dom" -r "$repo" -l inc --disk vdb
+    "$VMBK" backup "$dom" -r "$repo" --no-catalog -l inc --disk vdb
 expect_fail 1 "domain '$dom' has no disk 'vdz'; its disks are: vda, vdb" \
-    "$VMBK" backup "$dom" -r "$repo" --disk vdz
+    "$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vdz
 expect_fail 2 "--method snapshot takes full backups only" \
-    "$VMBK" backup "$dom" -r "$repo" --method snapshot -l inc
+    "$VMBK" backup "$dom" -r "$repo" --no-catalog --method snapshot -l inc
 
-"$VMBK" backup "$dom" -r "$repo" --disk vdb --json >"$TMPDIR_TEST/p1.json" 2>"$TMPDIR_TEST/err"
+"$VMBK" backup "$dom" -r "$repo" --no-catalog --disk vdb --json >"$TMPDIR_TEST/p1.json" 2>"$TMPDIR_TEST/err"
 grep -q "external snapshot" "$TMPDIR_TEST/err" || fail "no notice of the snapshot method"
 jq -e '.method == "snapshot" and .checkpoint == null and (.disks | map(.target)) == ["vdb"]' \
     "$TMPDIR_TEST/p1.json" >/dev/null || fail "unexpected point: $(cat "$TMPDIR_TEST/p1.json")"
@@ -35,7 +35,7 @@ assert_disk_source "$dom" vdb "$vdb"
 assert_same_image "$TMPDIR_TEST/vdb.raw" "$TMPDIR_TEST/ref-vdb.qcow2"
 
 # Both disks with --method snapshot given explicitly, while the guest writes on afterwards.
-"$VMBK" backup "$dom" -r "$repo" --method snapshot >/dev/null
+"$VMBK" backup "$dom" -r "$repo" --no-catalog --method snapshot >/dev/null
 guest_write "$dom" vda 0x43 $((9 * MiB)) 4096
 "$VMBK" restore -r "$repo" "$dom" --disk vda -o "$TMPDIR_TEST/vda.raw"
 assert_same_image "$TMPDIR_TEST/vda.raw" "$TMPDIR_TEST/ref-vda.qcow2"
