@@ -64,6 +64,8 @@ VMBK_COMMAND(vmbkCmdVerify)
     if (!(repo = vmbkRepoOpen(repo_path, false)) || !(points = vmbkRepoPoints(repo, argv[1])))
         return -1;
     if (g_str_equal(point_id, "all")) {
+        if (vmbkRepoCheckManifests(repo, argv[1]) < 0)
+            return -1;
         if (points->len == 0) {
             vmbkError(VMBK_ERR_OPERATION, "the repository '%s' has no point of domain '%s'",
                       repo->path, argv[1]);

@@ -244,12 +244,48 @@ vmbkRepoPoints(vmbkRepo *repo, const char *domain)
         if (!vmbkIsPointId(name))
             continue;
         path = g_build_filename(pdir, name, NULL);
-        if (!(point = vmbkPointLoad(path)))
-            return NULL;
+        if (!(point = vmbkPointLoad(path))) {
+            /* One damaged point must not hide the others: verify names it. */
+            fprintf(stderr, "%s: warning: leaving out point %s of domain '%s': %s; "
+                    "'vmbk verify' checks it\n", vmbk_progname, name, domain, vmbkErrorMessage());
+            vmbkErrorReset();
+            continue;
+        }
         g_ptr_array_add(points, point);
     }
     g_ptr_array_sort(points, vmbkPointCompare);
     return g_steal_pointer(&points);
+}
+
+int
+vmbkRepoCheckManifests(vmbkRepo *repo, const char *domain)
+{
+    g_autofree char *dir = vmbkRepoDomainDir(repo, domain, false);
+    g_autofree char *pdir = NULL;
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+
+    if (!dir)
+        return -1;
+    pdir = g_build_filename(dir, "points", NULL);
+    if (!(d = g_dir_open(pdir, 0, NULL)))
+        return 0;
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *path = NULL;
+        g_autoptr(vmbkPoint) point = NULL;
+
+        if (!vmbkIsPointId(name))
+            continue;
+        path = g_build_filename(pdir, name, NULL);
+        if (!(point = vmbkPointLoad(path))) {
+            g_autofree char *why = g_strdup(vmbkErrorMessage());
+            vmbkErrorReset();
+            vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s' is damaged: %s", name, domain,
+                      why);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 GPtrArray *
@@ -344,6 +380,17 @@ vmbkRepoBeginPoint(vmbkRepo *repo, const char *domain, GPtrArray *points, char *
         return NULL;
     if (points->len > 0)
         next = atoi(((vmbkPoint *) g_ptr_array_index(points, points->len - 1))->id) + 1;
+    /* A damaged point is left out of points but keeps its number. */
+    {
+        g_autofree char *pdir = g_build_filename(dir, "points", NULL);
+        g_autoptr(GDir) d = g_dir_open(pdir, 0, NULL);
+        const char *name;
+
+        while (d && (name = g_dir_read_name(d))) {
+            if (vmbkIsPointId(name) && atoi(name) >= next)
+                next = atoi(name) + 1;
+        }
+    }
     *id = g_strdup_printf("%04d", next);
     tmpl = g_strdup_printf("%s/points/.tmp-%s-XXXXXX", dir, *id);
     if (!g_mkdtemp_full(tmpl, 0700)) {

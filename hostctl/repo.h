@@ -64,8 +64,12 @@ char *vmbkRepoDomainDir(vmbkRepo *repo, const char *domain, bool create);
 /* Take the domain's backup lock (non-blocking); returns the fd to close, or -1. */
 int vmbkRepoLock(vmbkRepo *repo, const char *domain);
 
-/* The domain's complete points, oldest first (an empty array when there are none). */
+/* The domain's complete points, oldest first (an empty array when there are none); a point
+ * whose manifest is damaged is left out with a warning. */
 GPtrArray *vmbkRepoPoints(vmbkRepo *repo, const char *domain);
+/* Report the first point of the domain whose manifest cannot be read (vmbkRepoPoints leaves such
+ * points out, with a warning). */
+int vmbkRepoCheckManifests(vmbkRepo *repo, const char *domain);
 /* Domains that have a directory in the repository. */
 GPtrArray *vmbkRepoDomains(vmbkRepo *repo);
 
