@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# vmbk quickstart: prepare this host (packages, libvirtd, build) and start
-# a small demo guest, vmbk-demo, to try vmbk on.
+# vmbk quickstart: prepare this host (packages, libvirtd, build), start a
+# small demo guest, vmbk-demo, back it up live, list its points and restore
+# a file from the latest one (VMBK_DEMO_REPO, default
+# /var/lib/vmbk/demo-repo; the file goes to /tmp/vmbk-demo-restore).
 #
 # Usage: ./quickstart.sh [--no-build]
 #
@@ -75,8 +77,24 @@ wait_for 30 "domain '$name' to run" assert_running "$name"
 
 echo
 virsh list --all | awk -v n="$name" 'NR <= 2 || $2 == n'
-if [ -x "$vmbk" ]; then
-    "$vmbk" --version
-else
+if [ ! -x "$vmbk" ]; then
     say "hostctl/vmbk is not built (run without --no-build)"
+    exit 0
 fi
+"$vmbk" --version
+
+# Back the running demo up (a full the first time, an incremental after), list its points, and
+# restore one file from the latest point without restoring the disk.
+repo=${VMBK_DEMO_REPO:-/var/lib/vmbk/demo-repo}
+restored=${VMBK_DEMO_RESTORE:-/tmp/vmbk-demo-restore}
+echo
+say "\$ vmbk backup $name -r $repo"
+"$vmbk" backup "$name" -r "$repo"
+say "\$ vmbk list -r $repo $name"
+"$vmbk" list -r "$repo" "$name"
+rm -rf "$restored"
+mkdir -p "$restored"
+say "\$ vmbk copy-out -r $repo $name /srv/demo/hello.txt $restored"
+"$vmbk" copy-out -r "$repo" "$name" /srv/demo/hello.txt "$restored"
+say "restored $restored/hello.txt:"
+cat "$restored/hello.txt"
