@@ -72,3 +72,21 @@ vmbkXPathNodes(xmlXPathContextPtr ctx, xmlNodePtr node, const char *expr)
     }
     return obj;
 }
+
+xmlTextWriterPtr
+vmbkXmlWriterNew(xmlBufferPtr *buf)
+{
+    *buf = xmlBufferCreate();
+    return xmlNewTextWriterMemory(*buf, 0);
+}
+
+char *
+vmbkXmlWriterFinish(xmlTextWriterPtr w, xmlBufferPtr buf)
+{
+    char *ret;
+
+    xmlFreeTextWriter(w); /* flushes into buf */
+    ret = g_strdup((const char *) xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    return ret;
+}

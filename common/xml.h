@@ -2,9 +2,14 @@
 #pragma once
 
 #include <libxml/tree.h>
+#include <libxml/xmlwriter.h>
 #include <libxml/xpath.h>
 
 #include "vmbk-autoptr.h"
+
+/* An xmlTextWriter into a memory buffer, and its end: the document as a string, both freed. */
+xmlTextWriterPtr vmbkXmlWriterNew(xmlBufferPtr *buf);
+char *vmbkXmlWriterFinish(xmlTextWriterPtr w, xmlBufferPtr buf);
 
 /* Parse text; 'what' names it in the error ("the XML of domain 'web01'"). */
 xmlDocPtr vmbkXmlParse(const char *text, const char *what);

@@ -11,7 +11,6 @@
 
 #include <glib/gstdio.h>
 #include <libvirt/virterror.h>
-#include <libxml/xmlwriter.h>
 
 #include "backupjob.h"
 #include "vmbk-autoptr.h"
@@ -188,9 +187,8 @@ vmbkStrvContains(GPtrArray *strs, const char *s)
 static char *
 vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char *incremental)
 {
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = xmlNewTextWriterMemory(buf, 0);
-    char *ret;
+    xmlBufferPtr buf;
+    xmlTextWriterPtr w = vmbkXmlWriterNew(&buf);
     guint i;
 
     xmlTextWriterStartElement(w, BAD_CAST "domainbackup");
@@ -226,18 +224,14 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
     }
     xmlTextWriterEndElement(w);
     xmlTextWriterEndElement(w);
-    xmlFreeTextWriter(w);
-    ret = g_strdup((const char *) xmlBufferContent(buf));
-    xmlBufferFree(buf);
-    return ret;
+    return vmbkXmlWriterFinish(w, buf);
 }
 
 static char *
 vmbkCheckpointXml(const char *name, const char *description, GPtrArray *targets, GPtrArray *all)
 {
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = xmlNewTextWriterMemory(buf, 0);
-    char *ret;
+    xmlBufferPtr buf;
+    xmlTextWriterPtr w = vmbkXmlWriterNew(&buf);
     guint i;
 
     xmlTextWriterStartElement(w, BAD_CAST "domaincheckpoint");
@@ -255,10 +249,7 @@ vmbkCheckpointXml(const char *name, const char *description, GPtrArray *targets,
     }
     xmlTextWriterEndElement(w);
     xmlTextWriterEndElement(w);
-    xmlFreeTextWriter(w);
-    ret = g_strdup((const char *) xmlBufferContent(buf));
-    xmlBufferFree(buf);
-    return ret;
+    return vmbkXmlWriterFinish(w, buf);
 }
 
 /* What libvirt says it exports: names and bitmaps per disk. */

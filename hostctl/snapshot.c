@@ -11,13 +11,13 @@
 
 #include <glib/gstdio.h>
 #include <libvirt/virterror.h>
-#include <libxml/xmlwriter.h>
 
 #include "backupjob.h"
 #include "domxml.h"
 #include "snapshot.h"
 #include "vmbk-autoptr.h"
 #include "vmbk-error.h"
+#include "xml.h"
 
 #define COMMIT_TIMEOUT_S 3600
 
@@ -34,9 +34,8 @@ vmbkSnapshotViewFree(vmbkSnapshotView *view)
 static char *
 vmbkSnapshotXml(GPtrArray *disks, GPtrArray *all, vmbkSnapshotView *view, const char *dir)
 {
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = xmlNewTextWriterMemory(buf, 0);
-    char *ret;
+    xmlBufferPtr buf;
+    xmlTextWriterPtr w = vmbkXmlWriterNew(&buf);
     guint i, j;
 
     xmlTextWriterStartElement(w, BAD_CAST "domainsnapshot");
@@ -67,10 +66,7 @@ vmbkSnapshotXml(GPtrArray *disks, GPtrArray *all, vmbkSnapshotView *view, const 
     }
     xmlTextWriterEndElement(w);
     xmlTextWriterEndElement(w);
-    xmlFreeTextWriter(w);
-    ret = g_strdup((const char *) xmlBufferContent(buf));
-    xmlBufferFree(buf);
-    return ret;
+    return vmbkXmlWriterFinish(w, buf);
 }
 
 vmbkSnapshotView *
