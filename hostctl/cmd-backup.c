@@ -74,24 +74,26 @@ vmbkBackupSelectDisks(vmbkBackup *b, const char *xml, char **wanted)
         return -1;
     b->disks = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkDiskFree);
     b->targets = g_ptr_array_new();
-    b->all = g_ptr_array_new();
+    b->all = g_ptr_array_new_with_free_func(g_free);
     for (i = 0; i < disks->len; i++)
-        g_ptr_array_add(b->all, ((vmbkDisk *) g_ptr_array_index(disks, i))->target);
+        g_ptr_array_add(b->all, g_strdup(((vmbkDisk *) g_ptr_array_index(disks, i))->target));
 
     for (j = 0; wanted && wanted[j]; j++) {
+        g_autoptr(GString) list = g_string_new(NULL);
         bool found = false;
-        for (i = 0; i < disks->len; i++)
-            found |= g_str_equal(((vmbkDisk *) g_ptr_array_index(disks, i))->target, wanted[j]);
+
+        for (i = 0; i < b->all->len; i++) {
+            found |= g_str_equal(g_ptr_array_index(b->all, i), wanted[j]);
+            g_string_append_printf(list, "%s%s", i ? ", " : "",
+                                   (const char *) g_ptr_array_index(b->all, i));
+        }
         if (!found) {
-            g_autofree char *list = NULL;
-            g_ptr_array_add(b->all, NULL);
-            list = g_strjoinv(", ", (char **) b->all->pdata);
-            g_ptr_array_remove_index(b->all, b->all->len - 1);
             vmbkError(VMBK_ERR_OPERATION, "domain '%s' has no disk '%s'; its disks are: %s",
-                      b->name, wanted[j], list);
+                      b->name, wanted[j], list->str);
             return -1;
         }
     }
+    /* The selected disks move from disks to b->disks. */
     for (i = 0; i < disks->len; i++) {
         vmbkDisk *disk = g_ptr_array_index(disks, i);
         if (wanted && !g_strv_contains((const char *const *) wanted, disk->target))
@@ -106,10 +108,6 @@ vmbkBackupSelectDisks(vmbkBackup *b, const char *xml, char **wanted)
         g_ptr_array_add(b->disks, disk);
         disks->pdata[i] = NULL;
     }
-    /* b->all points into disks we keep in b->disks or free below: copy the names. */
-    for (i = 0; i < b->all->len; i++)
-        b->all->pdata[i] = g_strdup(b->all->pdata[i]);
-    g_ptr_array_set_free_func(b->all, g_free);
     if (b->disks->len == 0) {
         vmbkError(VMBK_ERR_OPERATION, "domain '%s' has no disk to back up", b->name);
         return -1;
