@@ -223,21 +223,31 @@ vmbkIsPointId(const char *name)
     return i > 0;
 }
 
+/* REPO/DOMAIN/points: its path in *pdir, and in *d the directory opened, or NULL when it does
+ * not exist yet.  -1 (reported) for a domain name that cannot name a directory. */
+static int
+vmbkRepoOpenPoints(vmbkRepo *repo, const char *domain, char **pdir, GDir **d)
+{
+    g_autofree char *dir = vmbkRepoDomainDir(repo, domain, false);
+
+    if (!dir)
+        return -1;
+    *pdir = g_build_filename(dir, "points", NULL);
+    *d = g_dir_open(*pdir, 0, NULL);
+    return 0;
+}
+
 GPtrArray *
 vmbkRepoPoints(vmbkRepo *repo, const char *domain)
 {
-    g_autofree char *dir = vmbkRepoDomainDir(repo, domain, false);
     g_autofree char *pdir = NULL;
     g_autoptr(GPtrArray) points = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointFree);
     g_autoptr(GDir) d = NULL;
     const char *name;
 
-    if (!dir)
+    if (vmbkRepoOpenPoints(repo, domain, &pdir, &d) < 0)
         return NULL;
-    pdir = g_build_filename(dir, "points", NULL);
-    if (!(d = g_dir_open(pdir, 0, NULL)))
-        return g_steal_pointer(&points);
-    while ((name = g_dir_read_name(d))) {
+    while (d && (name = g_dir_read_name(d))) {
         g_autofree char *path = NULL;
         vmbkPoint *point;
 
@@ -260,17 +270,13 @@ vmbkRepoPoints(vmbkRepo *repo, const char *domain)
 int
 vmbkRepoCheckManifests(vmbkRepo *repo, const char *domain)
 {
-    g_autofree char *dir = vmbkRepoDomainDir(repo, domain, false);
     g_autofree char *pdir = NULL;
     g_autoptr(GDir) d = NULL;
     const char *name;
 
-    if (!dir)
+    if (vmbkRepoOpenPoints(repo, domain, &pdir, &d) < 0)
         return -1;
-    pdir = g_build_filename(dir, "points", NULL);
-    if (!(d = g_dir_open(pdir, 0, NULL)))
-        return 0;
-    while ((name = g_dir_read_name(d))) {
+    while (d && (name = g_dir_read_name(d))) {
         g_autofree char *path = NULL;
         g_autoptr(vmbkPoint) point = NULL;
 
@@ -335,17 +341,13 @@ vmbkRepoFindPoint(GPtrArray *points, const char *domain, const char *id)
 int
 vmbkRepoCleanPartial(vmbkRepo *repo, const char *domain)
 {
-    g_autofree char *dir = vmbkRepoDomainDir(repo, domain, false);
     g_autofree char *pdir = NULL;
     g_autoptr(GDir) d = NULL;
     const char *name;
 
-    if (!dir)
+    if (vmbkRepoOpenPoints(repo, domain, &pdir, &d) < 0)
         return -1;
-    pdir = g_build_filename(dir, "points", NULL);
-    if (!(d = g_dir_open(pdir, 0, NULL)))
-        return 0;
-    while ((name = g_dir_read_name(d))) {
+    while (d && (name = g_dir_read_name(d))) {
         g_autofree char *path = NULL;
         g_autoptr(GDir) sub = NULL;
         const char *f;
@@ -382,9 +384,12 @@ vmbkRepoBeginPoint(vmbkRepo *repo, const char *domain, GPtrArray *points, char *
         next = atoi(((vmbkPoint *) g_ptr_array_index(points, points->len - 1))->id) + 1;
     /* A damaged point is left out of points but keeps its number. */
     {
-        g_autofree char *pdir = g_build_filename(dir, "points", NULL);
-        g_autoptr(GDir) d = g_dir_open(pdir, 0, NULL);
+        g_autofree char *pdir = NULL;
+        g_autoptr(GDir) d = NULL;
         const char *name;
+
+        if (vmbkRepoOpenPoints(repo, domain, &pdir, &d) < 0)
+            return NULL;
 
         while (d && (name = g_dir_read_name(d))) {
             if (vmbkIsPointId(name) && atoi(name) >= next)
