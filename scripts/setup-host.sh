@@ -26,7 +26,7 @@ say () { echo "setup-host: $*"; }
 packages=(
     # build
     autoconf automake libtool make gcc pkg-config
-    libglib2.0-dev libxml2-dev libsqlite3-dev libgnutls28-dev
+    libglib2.0-dev libxml2-dev libsqlite3-dev libgnutls28-dev libarchive-dev g++
     libvirt-dev libguestfs-dev libnbd-dev libjson-glib-dev
     # run: libvirt with qemu, disk tools, NBD
     libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
