@@ -104,6 +104,14 @@ vmbkPluginSpecParse(const char *arg)
             return NULL;
         }
         spec->path = g_canonicalize_filename(spec->name, NULL);
+        /* Until it says its own name: vmbk-NAME-plugin.so says NAME. */
+        g_free(spec->name);
+        spec->name = g_path_get_basename(spec->path);
+        if (g_str_has_prefix(spec->name, "vmbk-") && g_str_has_suffix(spec->name, "-plugin.so")) {
+            char *n = g_strndup(spec->name + 5, strlen(spec->name) - 5 - strlen("-plugin.so"));
+            g_free(spec->name);
+            spec->name = n;
+        }
         return g_steal_pointer(&spec);
     }
     if (g_str_equal(spec->name, "qcow2") || g_str_equal(spec->name, "catalog")) {
@@ -271,6 +279,8 @@ vmbkPluginSpawn(const vmbkPluginSpec *spec, GPtrArray *args, const char *what,
         const char *msg = last;
         if (msg && g_str_has_prefix(msg, "vmbk plugin-run: "))
             msg += strlen("vmbk plugin-run: ");
+        else if (msg && g_str_has_prefix(msg, "vmbk: "))
+            msg += strlen("vmbk: ");
         vmbkError(WIFEXITED(status) && WEXITSTATUS(status) == 2 ? VMBK_ERR_USAGE
                                                                  : VMBK_ERR_OPERATION,
                   "plugin '%s' failed %s: %s", spec->name, what, msg ? msg : "no message");

@@ -495,7 +495,14 @@ VMBK_COMMAND(vmbkCmdPluginRun)
         vmbkError(VMBK_ERR_USAGE, "plugin-run: no --plugin");
         return -1;
     }
-    if (!(pl = vmbkPluginLoad(path)) || vmbkRunnerConfigure(pl, config) < 0)
+    if (!(pl = vmbkPluginLoad(path))) {
+        /* A plugin vmbk cannot use is a bad --plugin. */
+        g_autofree char *why = g_strdup(vmbkErrorMessage());
+        vmbkErrorReset();
+        vmbkError(VMBK_ERR_USAGE, "%s", why);
+        return -1;
+    }
+    if (vmbkRunnerConfigure(pl, config) < 0)
         return -1;
     if (check) {
         printf("%s %s\n", pl->p.name, pl->p.version);
