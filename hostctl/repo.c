@@ -347,6 +347,12 @@ vmbkRepoFindPoint(GPtrArray *points, const char *domain, const char *id)
 {
     guint i;
 
+    /* Point ids are numbers: anything else is a typo, not a point that went missing. */
+    if (id && !g_str_equal(id, "latest") && !vmbkIsPointId(id)) {
+        vmbkError(VMBK_ERR_USAGE, "'%s' is not a point id; give --point a number from 'vmbk "
+                  "list', or latest", id);
+        return NULL;
+    }
     if (points->len == 0) {
         vmbkError(VMBK_ERR_OPERATION, "the repository has no point of domain '%s'; run "
                   "'vmbk backup %s' first", domain, domain);
