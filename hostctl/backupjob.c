@@ -55,9 +55,16 @@ vmbkJobDirCreate(const char *domain_uuid, const char *kind)
     uid_t uid;
     gid_t gid;
 
-    if (g_mkdir_with_parents(jobs, 0755) < 0) {
-        vmbkErrorSystem(errno, "cannot create '%s'", jobs);
-        return NULL;
+    /* qemu must get through to its job directory: traverse, not list (whatever the umask). */
+    {
+        mode_t old = umask(022);
+        int r = g_mkdir_with_parents(jobs, 0711);
+
+        umask(old);
+        if (r < 0) {
+            vmbkErrorSystem(errno, "cannot create '%s'", jobs);
+            return NULL;
+        }
     }
     /* Job directories hold the sockets of the guest's disks: another user who can write here
      * could swap one of them between our mkdtemp and libvirt's use of it. */
