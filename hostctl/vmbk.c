@@ -22,8 +22,9 @@ static const vmbkCommand commands[] = {
     { "list", "-r REPO [DOMAIN] [--json]", "list the points in a repository", vmbkCmdList },
     { "verify", "-r REPO DOMAIN [--point ID|latest|all]",
       "check points against their digests; exit 0 only if intact", vmbkCmdVerify },
-    { "restore", "-r REPO DOMAIN [--point ID] [--disk TARGET] (-o FILE [--format raw|qcow2] | "
-      "--define NAME [--instant])", "restore a disk image or a new domain from a point",
+    { "restore", "-r REPO DOMAIN [--point ID] [--disk TARGET] (-o FILE [--format raw|qcow2 | "
+      "--from stream] | --define NAME [--instant]) | --stream FILE... -o FILE",
+      "restore a disk image or a new domain from a point, or a disk from stream files",
       vmbkCmdRestore },
     { "snapshot", "create|list|export|delete [DOMAIN] [--disk TARGET]... [--tcp ADDR:PORT] "
       "[--since CHECKPOINT] [--json]",
