@@ -123,7 +123,7 @@ VMBK_COMMAND(vmbkCmdRestore)
         return -1;
     }
     if (!(repo = vmbkRepoOpen(repo_path, false)) || !(points = vmbkRepoPoints(repo, argv[1])) ||
-        !(point = vmbkRepoFindPoint(points, argv[1], point_id)))
+        !(point = vmbkRepoFindPoint(repo, points, argv[1], point_id)))
         return -1;
     if (define)
         return vmbkRestoreDefine(global, repo, points, point, target, define, instant);

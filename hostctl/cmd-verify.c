@@ -73,47 +73,6 @@ vmbkVerifyPoint(GPtrArray *points, const vmbkPoint *point, bool progress)
     return vmbkVerifyPluginOutputs(point);
 }
 
-/* --point ID, a point that vmbkRepoPoints left out because its manifest does not load: report
- * that it is damaged (and return true), rather than let it look like a point that is not there. */
-static bool
-vmbkVerifyDamagedPoint(vmbkRepo *repo, GPtrArray *points, const char *domain, const char *id)
-{
-    g_autofree char *dir = NULL;
-    g_autofree char *pdir = NULL;
-    g_autoptr(GDir) d = NULL;
-    const char *name;
-    guint i;
-
-    if (!*id || id[strspn(id, "0123456789")])
-        return false;
-    for (i = 0; i < points->len; i++) {
-        if (atoi(((vmbkPoint *) g_ptr_array_index(points, i))->id) == atoi(id))
-            return false;
-    }
-    if (!(dir = vmbkRepoDomainDir(repo, domain, false)))
-        return true;
-    pdir = g_build_filename(dir, "points", NULL);
-    if (!(d = g_dir_open(pdir, 0, NULL)))
-        return false;
-    while ((name = g_dir_read_name(d))) {
-        g_autofree char *path = NULL;
-        g_autoptr(vmbkPoint) point = NULL;
-        g_autofree char *why = NULL;
-
-        if (!g_ascii_isdigit(name[0]) || atoi(name) != atoi(id))
-            continue;
-        path = g_build_filename(pdir, name, NULL);
-        if ((point = vmbkPointLoad(path)))
-            return false;
-        why = g_strdup(vmbkErrorMessage());
-        vmbkErrorReset();
-        vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s' is damaged: %s", name, domain,
-                  why);
-        return true;
-    }
-    return false;
-}
-
 VMBK_COMMAND(vmbkCmdVerify)
 {
     const char *repo_path = NULL, *point_id = "all";
@@ -161,8 +120,7 @@ VMBK_COMMAND(vmbkCmdVerify)
     } else {
         vmbkPoint *point;
 
-        if (vmbkVerifyDamagedPoint(repo, points, argv[1], point_id) ||
-            !(point = vmbkRepoFindPoint(points, argv[1], point_id)) ||
+        if (!(point = vmbkRepoFindPoint(repo, points, argv[1], point_id)) ||
             vmbkVerifyPoint(points, point, progress) < 0)
             return -1;
         if (!quiet)

@@ -216,7 +216,7 @@ vmbkSourceOpen(vmbkGlobal *global, const char *repo_path, const char *domain, co
 
     if (g_strcmp0(id, "live") != 0) {
         if (!(repo = vmbkRepoOpen(repo_path, false)) || !(points = vmbkRepoPoints(repo, domain)) ||
-            !(point = vmbkRepoFindPoint(points, domain, id)))
+            !(point = vmbkRepoFindPoint(repo, points, domain, id)))
             return NULL;
         src->what = g_strdup_printf("point %s of domain '%s'", point->id, domain);
         launch_what = g_strdup_printf("point %s", point->id);

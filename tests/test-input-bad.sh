@@ -63,15 +63,16 @@ expect_fail 1 "point 0002 of domain '$dom' has no disk 'vdz'" \
 repo_state | diff - repo.before >/dev/null || fail "bad input changed the repository"
 assert_nothing_left "$dom"
 
-# A damaged manifest: verify --point names the damage, not a missing point; restore leaves it
-# out with a warning.
+# A damaged manifest: verify, restore and ls --point name the damage, not a missing point.
 man=$repo/$dom/points/0002/manifest.xml
 cp "$man" manifest.saved
 printf '<manifest' >"$man"
 expect_fail 1 "point 0002 of domain '$dom' is damaged: cannot parse" "$VMBK" verify -r "$repo" "$dom" --point 2
 expect_fail 1 "point 0002 of domain '$dom' is damaged: cannot parse" "$VMBK" verify -r "$repo" "$dom" --point 0002
-expect_fail 1 "domain '$dom' has no point '2'" "$VMBK" restore -r "$repo" "$dom" --point 2 -o r.raw
-grep -q "warning: leaving out point 0002 of domain '$dom'" expect.err || fail "restore: no warning for 0002"
+expect_fail 1 "point 0002 of domain '$dom' is damaged: cannot parse" \
+    "$VMBK" restore -r "$repo" "$dom" --point 2 -o r.raw
+[ ! -e r.raw ] || fail "restore of a damaged point wrote a file"
+expect_fail 1 "point 0002 of domain '$dom' is damaged" "$VMBK" ls -r "$repo" "$dom" --point 2 /
 "$VMBK" verify -r "$repo" "$dom" --point 1 >/dev/null 2>&1 || fail "point 1 should still verify"
 cp manifest.saved "$man"
 
