@@ -308,3 +308,45 @@ vmbkDigestSync(vmbkDigest *digest)
     }
     return 0;
 }
+
+char *
+vmbkDigestFile(const char *path, uint64_t *size)
+{
+    g_autofree unsigned char *buf = g_malloc(1024 * 1024);
+    unsigned char out[32];
+    gnutls_hash_hd_t h;
+    uint64_t total = 0;
+    ssize_t n;
+    int fd;
+
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+        vmbkErrorSystem(errno, "cannot open '%s'", path);
+        return NULL;
+    }
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0) {
+        close(fd);
+        vmbkError(VMBK_ERR_INTERNAL, "cannot start a SHA-256 hash");
+        return NULL;
+    }
+    while ((n = read(fd, buf, 1024 * 1024)) > 0) {
+        gnutls_hash(h, buf, n);
+        total += n;
+    }
+    if (n < 0) {
+        vmbkErrorSystem(errno, "cannot read '%s'", path);
+        gnutls_hash_deinit(h, NULL);
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    gnutls_hash_deinit(h, out);
+    if (size)
+        *size = total;
+    {
+        GString *hex = g_string_sized_new(64);
+        size_t i;
+        for (i = 0; i < sizeof(out); i++)
+            g_string_append_printf(hex, "%02x", out[i]);
+        return g_string_free(hex, FALSE);
+    }
+}

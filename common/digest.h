@@ -56,3 +56,6 @@ int64_t vmbkDigestFirstDifference(vmbkDigest *a, vmbkDigest *b);
 
 /* fsync the leaves file. */
 int vmbkDigestSync(vmbkDigest *digest);
+
+/* The plain SHA-256 of a whole file, in hex (plugin outputs); its size in *size. */
+char *vmbkDigestFile(const char *path, uint64_t *size);

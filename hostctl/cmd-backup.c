@@ -25,6 +25,7 @@
 #include "domxml.h"
 #include "json.h"
 #include "nbdcopy.h"
+#include "plugin.h"
 #include "qemunbd.h"
 #include "repo.h"
 #include "snapshot.h"
@@ -47,6 +48,7 @@ typedef struct {
     bool quiesce;
     bool progress;
     bool level_auto;        /* -l auto: a broken chain means a full, not a failure */
+    GPtrArray *plugins;     /* of vmbkPluginSpec: --plugin, checked */
 } vmbkBackup;
 
 static const char *
@@ -513,10 +515,46 @@ vmbkNowIso8601(void)
     return g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
 }
 
-static void
-vmbkRemoveTree(const char *dir)
+/* Run the --plugin plugins on the new point, in tmpdir: the guest's job has ended, they read the
+ * point's own images.  Each runs in a child process; the first failure fails the backup. */
+static int
+vmbkBackupPlugins(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
 {
-    vmbkJobDirRemove(dir); /* flat directories only: a point's or a job's */
+    guint i, j;
+
+    point->plugins = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointPluginFree);
+    for (i = 0; i < b->plugins->len; i++) {
+        vmbkPluginSpec *spec = g_ptr_array_index(b->plugins, i);
+        g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) targets = g_ptr_array_new();
+        vmbkPointPlugin *pp = NULL;
+        vmbkPluginRun run = {
+            .domain = b->name, .uuid = b->uuid, .id = point->id, .level = point->level,
+            .time = point->time, .consistency = point->consistency, .dir = tmpdir,
+            .interrupted = &interrupted,
+        };
+
+        /* Build on the parent's outputs of this plugin, if it has them. */
+        if (b->parent && vmbkPointFindPlugin(b->parent, spec->plugin_name)) {
+            run.parent = b->parent->id;
+            run.parent_dir = b->parent->dir;
+        }
+        for (j = 0; j < point->disks->len; j++) {
+            vmbkPointDisk *pd = g_ptr_array_index(point->disks, j);
+            g_ptr_array_add(targets, pd->target);
+            g_ptr_array_add(images, g_build_filename(tmpdir, pd->image, NULL));
+        }
+        run.targets = targets;
+        run.images = images;
+        vmbkDebug("plugin %s: running", spec->plugin_name);
+        if (vmbkPluginRunPoint(spec, &run, &pp) < 0) {
+            vmbkPointPluginFree(pp);
+            return -1;
+        }
+        g_ptr_array_add(point->plugins, pp);
+        vmbkDebug("plugin %s: done, %u outputs", spec->plugin_name, pp->outputs->len);
+    }
+    return 0;
 }
 
 static int
@@ -546,7 +584,7 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
     xmlpath = g_build_filename(tmpdir, "domain.xml", NULL);
     if (!g_file_set_contents(xmlpath, domxml, -1, &err)) {
         vmbkError(VMBK_ERR_INTERNAL, "cannot write '%s': %s", xmlpath, err->message);
-        vmbkRemoveTree(tmpdir);
+        vmbkRepoRemoveTree(tmpdir);
         return -1;
     }
 
@@ -560,6 +598,8 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
         ret = vmbkBackupSnapshot(b, point, tmpdir);
     else
         ret = vmbkBackupCheckpoint(b, point, tmpdir);
+    if (ret == 0 && b->plugins->len > 0)
+        ret = vmbkBackupPlugins(b, point, tmpdir);
     if (ret == 0 && interrupted) {
         vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
         ret = -1;
@@ -572,7 +612,7 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
 
     if (ret < 0) {
         /* Nothing of this point survives: not its files, not its checkpoint. */
-        vmbkRemoveTree(tmpdir);
+        vmbkRepoRemoveTree(tmpdir);
         if (point->checkpoint) {
             g_autoptr(virDomainCheckpoint) cp =
                 virDomainCheckpointLookupByName(b->dom, point->checkpoint, 0);
@@ -634,6 +674,7 @@ VMBK_COMMAND(vmbkCmdBackup)
 {
     const char *repo_path = NULL, *level_arg = "auto", *method_arg = NULL;
     g_auto(GStrv) wanted = NULL;
+    g_auto(GStrv) plugin_args = NULL;
     gboolean quiesce = FALSE, json = FALSE, no_progress = FALSE, no_catalog = FALSE;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo_path, "the repository (created if new)",
@@ -648,6 +689,8 @@ VMBK_COMMAND(vmbkCmdBackup)
         { "method", 0, 0, G_OPTION_ARG_STRING, &method_arg,
           "checkpoint (pull-mode backup job; the default) or snapshot (external disk-only "
           "snapshot, full only, for raw disks)", "METHOD" },
+        { "plugin", 0, 0, G_OPTION_ARG_STRING_ARRAY, &plugin_args, "also run this plugin on "
+          "the point (repeatable; 'vmbk plugins' lists them)", "NAME[:KEY=VALUE,...]" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the new point as JSON", NULL },
         { "no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress, "no progress bar", NULL },
         { "no-catalog", 0, 0, G_OPTION_ARG_NONE, &no_catalog, "do not inspect the new point nor "
@@ -660,9 +703,12 @@ VMBK_COMMAND(vmbkCmdBackup)
     g_autofree char *xml = NULL;
     g_autofree char *uuid = NULL;
     g_autoptr(GPtrArray) points = NULL;
+    g_autoptr(GPtrArray) plugins =
+        g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPluginSpecFree);
     vmbkBackup b = { 0 };
     const char *level;
     char uuidbuf[VIR_UUID_STRING_BUFLEN];
+    size_t i;
     int lockfd = -1;
     int ret = -1;
 
@@ -684,7 +730,28 @@ VMBK_COMMAND(vmbkCmdBackup)
         return -1;
     }
 
+    /* Plugins are loaded and configured (in a child) before anything is taken. */
+    for (i = 0; plugin_args && plugin_args[i]; i++) {
+        vmbkPluginSpec *spec = vmbkPluginSpecParse(plugin_args[i]);
+        guint j;
+
+        if (!spec)
+            return -1;
+        g_ptr_array_add(plugins, spec);
+        if (vmbkPluginCheck(spec) < 0)
+            return -1;
+        for (j = 0; j + 1 < plugins->len; j++) {
+            vmbkPluginSpec *other = g_ptr_array_index(plugins, j);
+            if (g_str_equal(other->plugin_name, spec->plugin_name)) {
+                vmbkError(VMBK_ERR_USAGE, "backup: plugin '%s' is given twice",
+                          spec->plugin_name);
+                return -1;
+            }
+        }
+    }
+
     b.global = global;
+    b.plugins = plugins;
     b.name = argv[1];
     b.quiesce = quiesce;
     b.level_auto = g_str_equal(level, "auto");
@@ -726,7 +793,6 @@ VMBK_COMMAND(vmbkCmdBackup)
     /* Checkpoints of ours that no committed point owns were left by an interrupted run. */
     {
         g_autoptr(GPtrArray) owned = g_ptr_array_new();
-        guint i;
         for (i = 0; i < points->len; i++) {
             vmbkPoint *p = g_ptr_array_index(points, i);
             if (p->checkpoint)

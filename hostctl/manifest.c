@@ -10,6 +10,10 @@
  *       <virtual-size>1073741824</virtual-size> <stored-bytes>123</stored-bytes>
  *       <digest algorithm='sha256-tree-64k'>hex</digest>
  *     </disk>
+ *     <plugin name='raw' version='0.1.0'>          outputs of a plugin, in the folder raw/
+ *       <config key='k'>v</config>
+ *       <output name='vda.raw' size='1073741824' sha256='hex'/>
+ *     </plugin>
  *   </point>
  */
 #include <config.h>
@@ -87,6 +91,34 @@ vmbkPointWriteManifest(const vmbkPoint *point, const char *dir)
         xmlTextWriterEndElement(w);
         xmlTextWriterEndElement(w);
     }
+    for (i = 0; point->plugins && i < point->plugins->len; i++) {
+        vmbkPointPlugin *pp = g_ptr_array_index(point->plugins, i);
+        guint j;
+
+        xmlTextWriterStartElement(w, BAD_CAST "plugin");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST pp->name);
+        xmlTextWriterWriteAttribute(w, BAD_CAST "version", BAD_CAST pp->version);
+        for (j = 0; pp->config && j < pp->config->len; j++) {
+            g_autofree char *key = g_strdup(g_ptr_array_index(pp->config, j));
+            char *eq = strchr(key, '=');
+
+            *eq = '\0';
+            xmlTextWriterStartElement(w, BAD_CAST "config");
+            xmlTextWriterWriteAttribute(w, BAD_CAST "key", BAD_CAST key);
+            xmlTextWriterWriteString(w, BAD_CAST (eq + 1));
+            xmlTextWriterEndElement(w);
+        }
+        for (j = 0; j < pp->outputs->len; j++) {
+            vmbkPointOutput *o = g_ptr_array_index(pp->outputs, j);
+
+            xmlTextWriterStartElement(w, BAD_CAST "output");
+            xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST o->name);
+            xmlTextWriterWriteFormatAttribute(w, BAD_CAST "size", "%" PRIu64, o->size);
+            xmlTextWriterWriteAttribute(w, BAD_CAST "sha256", BAD_CAST o->sha256);
+            xmlTextWriterEndElement(w);
+        }
+        xmlTextWriterEndElement(w);
+    }
     rc |= xmlTextWriterEndElement(w) < 0;
     rc |= xmlTextWriterEndDocument(w) < 0;
     xmlFreeTextWriter(w);
@@ -115,6 +147,55 @@ vmbkParseU64(const char *s, uint64_t *out)
         return false;
     *out = g_ascii_strtoull(s, &end, 10);
     return *end == '\0' && end != s;
+}
+
+static int
+vmbkPointLoadPlugins(vmbkPoint *point, xmlXPathContextPtr ctx, const char *path)
+{
+    g_autoptr(xmlXPathObject) plugins = vmbkXPathNodes(ctx, NULL, "/point/plugin");
+    int i, j;
+
+    point->plugins = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointPluginFree);
+    for (i = 0; plugins && plugins->nodesetval && i < plugins->nodesetval->nodeNr; i++) {
+        xmlNodePtr node = plugins->nodesetval->nodeTab[i];
+        vmbkPointPlugin *pp = g_new0(vmbkPointPlugin, 1);
+        g_autoptr(xmlXPathObject) config = vmbkXPathNodes(ctx, node, "config");
+        g_autoptr(xmlXPathObject) outputs = vmbkXPathNodes(ctx, node, "output");
+
+        g_ptr_array_add(point->plugins, pp);
+        pp->name = vmbkXPathString(ctx, node, "string(@name)");
+        pp->version = vmbkXPathString(ctx, node, "string(@version)");
+        pp->config = g_ptr_array_new_with_free_func(g_free);
+        pp->outputs = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointOutputFree);
+        if (!pp->name || strchr(pp->name, '/') || pp->name[0] == '.') {
+            vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: plugin %d has no "
+                      "valid name", path, i + 1);
+            return -1;
+        }
+        for (j = 0; config && config->nodesetval && j < config->nodesetval->nodeNr; j++) {
+            xmlNodePtr c = config->nodesetval->nodeTab[j];
+            g_autofree char *key = vmbkXPathString(ctx, c, "string(@key)");
+            g_autofree char *value = vmbkXPathString(ctx, c, "string(.)");
+            g_ptr_array_add(pp->config, g_strdup_printf("%s=%s", key ? key : "",
+                                                        value ? value : ""));
+        }
+        for (j = 0; outputs && outputs->nodesetval && j < outputs->nodesetval->nodeNr; j++) {
+            xmlNodePtr o = outputs->nodesetval->nodeTab[j];
+            vmbkPointOutput *out = g_new0(vmbkPointOutput, 1);
+            g_autofree char *size = vmbkXPathString(ctx, o, "string(@size)");
+
+            g_ptr_array_add(pp->outputs, out);
+            out->name = vmbkXPathString(ctx, o, "string(@name)");
+            out->sha256 = vmbkXPathString(ctx, o, "string(@sha256)");
+            if (!out->name || strchr(out->name, '/') || out->name[0] == '.' || !out->sha256 ||
+                !vmbkParseU64(size, &out->size)) {
+                vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: output %d of "
+                          "plugin '%s' is incomplete", path, j + 1, pp->name);
+                return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 vmbkPoint *
@@ -171,6 +252,8 @@ vmbkPointLoad(const char *dir)
         vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: it lists no disk", path);
         return NULL;
     }
+    if (vmbkPointLoadPlugins(point, ctx, path) < 0)
+        return NULL;
     return g_steal_pointer(&point);
 }
 
@@ -183,6 +266,19 @@ vmbkPointFindDisk(const vmbkPoint *point, const char *target)
         vmbkPointDisk *disk = g_ptr_array_index(point->disks, i);
         if (g_str_equal(disk->target, target))
             return disk;
+    }
+    return NULL;
+}
+
+vmbkPointPlugin *
+vmbkPointFindPlugin(const vmbkPoint *point, const char *name)
+{
+    guint i;
+
+    for (i = 0; point->plugins && i < point->plugins->len; i++) {
+        vmbkPointPlugin *pp = g_ptr_array_index(point->plugins, i);
+        if (g_str_equal(pp->name, name))
+            return pp;
     }
     return NULL;
 }

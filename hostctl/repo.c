@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,30 @@ vmbkPointDiskFree(vmbkPointDisk *disk)
 }
 
 void
+vmbkPointOutputFree(vmbkPointOutput *out)
+{
+    if (!out)
+        return;
+    g_free(out->name);
+    g_free(out->sha256);
+    g_free(out);
+}
+
+void
+vmbkPointPluginFree(vmbkPointPlugin *pp)
+{
+    if (!pp)
+        return;
+    g_free(pp->name);
+    g_free(pp->version);
+    if (pp->config)
+        g_ptr_array_free(pp->config, TRUE);
+    if (pp->outputs)
+        g_ptr_array_free(pp->outputs, TRUE);
+    g_free(pp);
+}
+
+void
 vmbkPointFree(vmbkPoint *point)
 {
     if (!point)
@@ -59,6 +84,8 @@ vmbkPointFree(vmbkPoint *point)
     g_free(point->consistency);
     if (point->disks)
         g_ptr_array_unref(point->disks);
+    if (point->plugins)
+        g_ptr_array_unref(point->plugins);
     g_free(point);
 }
 
@@ -349,22 +376,12 @@ vmbkRepoCleanPartial(vmbkRepo *repo, const char *domain)
         return -1;
     while (d && (name = g_dir_read_name(d))) {
         g_autofree char *path = NULL;
-        g_autoptr(GDir) sub = NULL;
-        const char *f;
 
         if (!g_str_has_prefix(name, ".tmp-"))
             continue;
         path = g_build_filename(pdir, name, NULL);
-        if ((sub = g_dir_open(path, 0, NULL))) {
-            while ((f = g_dir_read_name(sub))) {
-                g_autofree char *fp = g_build_filename(path, f, NULL);
-                g_unlink(fp);
-            }
-        }
-        if (g_rmdir(path) < 0) {
-            vmbkErrorSystem(errno, "cannot remove the partial point '%s'", path);
+        if (vmbkRepoRemoveTree(path) < 0)
             return -1;
-        }
         fprintf(stderr, "%s: removed the partial point '%s' of an interrupted backup\n",
                 vmbk_progname, path);
     }
@@ -439,6 +456,25 @@ vmbkRepoCommitPoint(const char *tmpdir, vmbkPoint *point)
         return -1;
     }
     return vmbkRepoFsync(parent);
+}
+
+static int
+vmbkRepoRemoveOne(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    if (remove(path) < 0 && errno != ENOENT) {
+        vmbkErrorSystem(errno, "cannot remove '%s'", path);
+        return -1;
+    }
+    return 0;
+}
+
+int
+vmbkRepoRemoveTree(const char *dir)
+{
+    if (!dir || (access(dir, F_OK) < 0 && errno == ENOENT))
+        return 0;
+    /* Depth first, never following a symlink, never leaving the filesystem. */
+    return nftw(dir, vmbkRepoRemoveOne, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == 0 ? 0 : -1;
 }
 
 int

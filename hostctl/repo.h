@@ -34,6 +34,25 @@ struct _vmbkPointDisk {
     char *digest;          /* root of the sha256-tree-64k digest */
 };
 
+/* What a plugin left in a point: its folder NAME/ in the point's directory. */
+typedef struct _vmbkPointOutput vmbkPointOutput;
+struct _vmbkPointOutput {
+    char *name;   /* file name in the plugin's folder */
+    uint64_t size;
+    char *sha256; /* hex */
+};
+
+typedef struct _vmbkPointPlugin vmbkPointPlugin;
+struct _vmbkPointPlugin {
+    char *name;
+    char *version;
+    GPtrArray *config;  /* of "key=value" */
+    GPtrArray *outputs; /* of vmbkPointOutput */
+};
+
+void vmbkPointOutputFree(vmbkPointOutput *out);
+void vmbkPointPluginFree(vmbkPointPlugin *pp);
+
 typedef struct _vmbkPoint vmbkPoint;
 struct _vmbkPoint {
     char *dir;         /* absolute path of the point's directory */
@@ -47,6 +66,7 @@ struct _vmbkPoint {
     char *checkpoint;  /* libvirt checkpoint created with the point, or NULL */
     char *consistency; /* crash, quiesced */
     GPtrArray *disks;  /* of vmbkPointDisk */
+    GPtrArray *plugins; /* of vmbkPointPlugin (never NULL once loaded) */
 };
 
 void vmbkRepoFree(vmbkRepo *repo);
@@ -84,6 +104,9 @@ char *vmbkRepoBeginPoint(vmbkRepo *repo, const char *domain, GPtrArray *points, 
 /* Make it visible: fsync its files, rename it into place, fsync the directory. */
 int vmbkRepoCommitPoint(const char *tmpdir, vmbkPoint *point);
 
+/* Remove a directory and all below it (a partial point), following no symlink. */
+int vmbkRepoRemoveTree(const char *dir);
+
 /* fsync a file or directory. */
 int vmbkRepoFsync(const char *path);
 /* Put tmp (a finished file in the same directory) in place of path: fsync it, rename it, fsync
@@ -94,4 +117,5 @@ int vmbkRepoReplaceFile(const char *tmp, const char *path);
 int vmbkPointWriteManifest(const vmbkPoint *point, const char *dir);
 vmbkPoint *vmbkPointLoad(const char *dir);
 vmbkPointDisk *vmbkPointFindDisk(const vmbkPoint *point, const char *target);
+vmbkPointPlugin *vmbkPointFindPlugin(const vmbkPoint *point, const char *name);
 char *vmbkPointImagePath(const vmbkPoint *point, const vmbkPointDisk *disk);

@@ -16,7 +16,7 @@
 
 static const vmbkCommand commands[] = {
     { "backup", "DOMAIN -r REPO [-l full|inc|diff|auto] [--disk TARGET]... [--quiesce] "
-      "[--method checkpoint|snapshot] [--no-catalog] [--json]",
+      "[--method checkpoint|snapshot] [--plugin NAME[:KEY=VALUE,...]]... [--no-catalog] [--json]",
       "take a live, point-in-time backup of a running domain", vmbkCmdBackup },
     { "list", "-r REPO [DOMAIN] [--json]", "list the points in a repository", vmbkCmdList },
     { "verify", "-r REPO DOMAIN [--point ID|latest|all]",
@@ -45,6 +45,9 @@ static const vmbkCommand commands[] = {
       vmbkCmdDisks },
     { "accel", "", "say whether VMs vmbk starts get KVM or TCG (probes KVM)",
       vmbkCmdAccel },
+    { "plugins", "[--json]", "list the installed plugins", vmbkCmdPlugins },
+    /* Internal: the child process a plugin runs in (runner.c); not in --help. */
+    { "plugin-run", "--plugin SO ...", NULL, vmbkCmdPluginRun },
 };
 
 static void
@@ -65,8 +68,10 @@ vmbkUsage(FILE *fp)
             "\n"
             "Commands:\n",
             vmbk_progname);
-    for (i = 0; i < G_N_ELEMENTS(commands); i++)
-        fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    for (i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (commands[i].summary)
+            fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    }
     fprintf(fp, "\nSee '%s COMMAND --help' and vmbk(1).\n", vmbk_progname);
 }
 

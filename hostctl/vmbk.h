@@ -45,6 +45,8 @@ VMBK_COMMAND(vmbkCmdInspect);
 VMBK_COMMAND(vmbkCmdList);
 VMBK_COMMAND(vmbkCmdLs);
 VMBK_COMMAND(vmbkCmdMount);
+VMBK_COMMAND(vmbkCmdPluginRun);
+VMBK_COMMAND(vmbkCmdPlugins);
 VMBK_COMMAND(vmbkCmdRestore);
 VMBK_COMMAND(vmbkCmdSnapshot);
 VMBK_COMMAND(vmbkCmdVerify);
