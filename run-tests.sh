@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run vmbk's test suite: prepare the host (scripts/setup-host.sh: packages,
-# libvirtd, build), run `make check` (keeping going past failures), print
+# libvirtd, build), run `make check` (keeping going past failures; two tests
+# at a time, see below), print
 # the logs of the tests that failed, and end with one line:
 #   N passed, N failed, N skipped
 # where "failed" counts FAIL, ERROR and XPASS.  Exits non-zero if anything
@@ -21,14 +22,22 @@ if ! scripts/setup-host.sh; then
 fi
 
 # Old summaries must not stand in for this run's.
-find . -name test-suite.log -not -path './tests/.cache/*' -delete
+find . -name 'test-suite*.log' -not -path './tests/.cache/*' -delete
 
+# Two tests at a time (each is mostly one TCG guest or libguestfs appliance: a core), then, alone,
+# those that disturb others (tests/Makefile.am SERIAL_TESTS).  VMBK_TEST_JOBS=1: one at a time.
+jobs=${VMBK_TEST_JOBS:-2}
+serial=$(make -s -C tests print-serial-tests)
+parallel=$(make -s -C tests print-tests | tr ' ' '\n' | grep -vxF -f <(tr ' ' '\n' <<<"$serial") |
+           tr '\n' ' ')
 make_rc=0
-make -k check || make_rc=$?
+make -k check TESTS= >/dev/null || make_rc=$?     # builds what the tests need
+make -C tests -k -j"$jobs" check TESTS="$parallel" || make_rc=$?
+make -C tests -k check TESTS="$serial" TEST_SUITE_LOG=test-suite-serial.log || make_rc=$?
 
-# Sum the automake summaries ("# PASS:  3") of every test directory.
+# Sum the automake summaries ("# PASS:  3") of every run.
 pass=0 fail=0 skip=0 xfail=0 logs=()
-mapfile -t logs < <(find . -name test-suite.log -not -path './tests/.cache/*' | sort)
+mapfile -t logs < <(find . -name 'test-suite*.log' -not -path './tests/.cache/*' | sort)
 count ()    # count FIELD: the sum of "# FIELD: N" over the summaries
 {
     local n

@@ -51,11 +51,32 @@ vmbkJobDirCreate(const char *domain_uuid, const char *kind)
     g_autofree char *owner = NULL;
     g_autofree char *text = NULL;
     g_autoptr(GError) err = NULL;
+    struct stat sb;
     uid_t uid;
     gid_t gid;
 
-    if (g_mkdir_with_parents(jobs, 0755) < 0) {
-        vmbkErrorSystem(errno, "cannot create '%s'", jobs);
+    /* qemu must get through to its job directory: traverse, not list (whatever the umask). */
+    {
+        mode_t old = umask(022);
+        int r = g_mkdir_with_parents(jobs, 0711);
+
+        umask(old);
+        if (r < 0) {
+            vmbkErrorSystem(errno, "cannot create '%s'", jobs);
+            return NULL;
+        }
+    }
+    /* Job directories hold the sockets of the guest's disks: another user who can write here
+     * could swap one of them between our mkdtemp and libvirt's use of it. */
+    if (lstat(jobs, &sb) < 0) {
+        vmbkErrorSystem(errno, "cannot read '%s'", jobs);
+        return NULL;
+    }
+    if (!S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() || (sb.st_mode & 022)) {
+        vmbkError(VMBK_ERR_OPERATION, "'%s' must be a directory of uid %u that no one else can "
+                  "write (it has uid %u, mode %04o); fix it or set VMBK_STATE_DIR", jobs,
+                  (unsigned int) geteuid(), (unsigned int) sb.st_uid,
+                  (unsigned int) (sb.st_mode & 07777));
         return NULL;
     }
     tmpl = g_strdup_printf("%s/%s-XXXXXX", jobs, domain_uuid);
@@ -65,7 +86,7 @@ vmbkJobDirCreate(const char *domain_uuid, const char *kind)
     }
     owner = g_build_filename(tmpl, "owner", NULL);
     text = g_strdup_printf("pid=%d\nkind=%s\n", (int) getpid(), kind);
-    if (!g_file_set_contents(owner, text, -1, &err)) {
+    if (!g_file_set_contents_full(owner, text, -1, G_FILE_SET_CONTENTS_NONE, 0600, &err)) {
         vmbkError(VMBK_ERR_INTERNAL, "cannot write '%s': %s", owner, err->message);
         vmbkJobDirRemove(tmpl);
         return NULL;

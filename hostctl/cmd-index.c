@@ -84,7 +84,7 @@ VMBK_COMMAND(vmbkCmdIndex)
     if (!(repo = vmbkRepoOpen(repo_path, false)) || !(points = vmbkRepoPoints(repo, argv[1])))
         return -1;
     if (!all) {
-        vmbkPoint *point = vmbkRepoFindPoint(points, argv[1], point_id);
+        vmbkPoint *point = vmbkRepoFindPoint(repo, points, argv[1], point_id);
         if (!point || (lockfd = vmbkRepoLock(repo, argv[1])) < 0)
             return -1;
         return vmbkIndexPoint(point, false);

@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "catalog.h"
 #include "inspection.h"
@@ -42,6 +43,42 @@ vmbkPointJson(vmbkJson *out, const vmbkPoint *point)
         vmbkJsonBeginObject(out);
         vmbkJsonKeyString(out, "algorithm", "sha256-tree-64k");
         vmbkJsonKeyString(out, "value", disk->digest);
+        vmbkJsonEnd(out);
+        vmbkJsonEnd(out);
+    }
+    vmbkJsonEnd(out);
+    vmbkJsonKey(out, "plugins");
+    vmbkJsonBeginArray(out);
+    for (i = 0; point->plugins && i < point->plugins->len; i++) {
+        vmbkPointPlugin *pp = g_ptr_array_index(point->plugins, i);
+        guint j;
+
+        vmbkJsonBeginObject(out);
+        vmbkJsonKeyString(out, "name", pp->name);
+        vmbkJsonKeyString(out, "version", pp->version);
+        vmbkJsonKey(out, "config");
+        vmbkJsonBeginObject(out);
+        for (j = 0; pp->config && j < pp->config->len; j++) {
+            g_autofree char *key = g_strdup(g_ptr_array_index(pp->config, j));
+            char *eq = strchr(key, '=');
+
+            *eq = '\0';
+            vmbkJsonKeyString(out, key, eq + 1);
+        }
+        vmbkJsonEnd(out);
+        vmbkJsonKey(out, "outputs");
+        vmbkJsonBeginArray(out);
+        for (j = 0; j < pp->outputs->len; j++) {
+            vmbkPointOutput *o = g_ptr_array_index(pp->outputs, j);
+            g_autofree char *path = g_build_filename(point->dir, pp->name, o->name, NULL);
+
+            vmbkJsonBeginObject(out);
+            vmbkJsonKeyString(out, "name", o->name);
+            vmbkJsonKeyString(out, "path", path);
+            vmbkJsonKeyInt(out, "size", o->size);
+            vmbkJsonKeyString(out, "sha256", o->sha256);
+            vmbkJsonEnd(out);
+        }
         vmbkJsonEnd(out);
         vmbkJsonEnd(out);
     }

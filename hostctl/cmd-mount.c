@@ -108,7 +108,7 @@ VMBK_COMMAND(vmbkCmdMount)
         return -1;
     }
     if (!(repo = vmbkRepoOpen(repo_path, false)) || !(points = vmbkRepoPoints(repo, argv[1])) ||
-        !(point = vmbkRepoFindPoint(points, argv[1], point_id)))
+        !(point = vmbkRepoFindPoint(repo, points, argv[1], point_id)))
         return -1;
     if (!(insp = vmbkInspectionLoad(point->dir, &absent)) && !absent)
         return -1;

@@ -1,12 +1,49 @@
 /* vmbk verify: are the points intact? */
 #include <config.h>
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "digest.h"
 #include "pointread.h"
 #include "repo.h"
 #include "vmbk.h"
+
+/* What plugins wrote into the point must still be what the manifest recorded. */
+static int
+vmbkVerifyPluginOutputs(const vmbkPoint *point)
+{
+    guint i, j;
+
+    for (i = 0; i < point->plugins->len; i++) {
+        vmbkPointPlugin *pp = g_ptr_array_index(point->plugins, i);
+
+        for (j = 0; j < pp->outputs->len; j++) {
+            vmbkPointOutput *o = g_ptr_array_index(pp->outputs, j);
+            g_autofree char *path = g_build_filename(point->dir, pp->name, o->name, NULL);
+            g_autofree char *sha = NULL;
+            uint64_t size;
+
+            if (!(sha = vmbkDigestFile(path, &size))) {
+                g_autofree char *why = g_strdup(vmbkErrorMessage());
+                vmbkErrorReset();
+                vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s', output '%s' of plugin "
+                          "'%s': %s", point->id, point->domain, o->name, pp->name, why);
+                return -1;
+            }
+            if (size != o->size || !g_str_equal(sha, o->sha256)) {
+                vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s', output '%s' of plugin "
+                          "'%s' does not match its digest (%" PRIu64 " bytes, %" PRIu64
+                          " recorded); the repository is damaged", point->id, point->domain,
+                          o->name, pp->name, size, o->size);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
 
 static int
 vmbkVerifyPoint(GPtrArray *points, const vmbkPoint *point, bool progress)
@@ -33,7 +70,7 @@ vmbkVerifyPoint(GPtrArray *points, const vmbkPoint *point, bool progress)
             return -1;
         }
     }
-    return 0;
+    return vmbkVerifyPluginOutputs(point);
 }
 
 VMBK_COMMAND(vmbkCmdVerify)
@@ -54,7 +91,8 @@ VMBK_COMMAND(vmbkCmdVerify)
 
     if (vmbkParseOptions(cmd, entries,
                          "Recomputes each disk's digest from the repository's qcow2 chain and\n"
-                         "checks the chain's links and images.  Exit status 0 only if intact.",
+                         "checks the chain's links and images, and the SHA-256 of each plugin\n"
+                         "output.  Exit status 0 only if intact.",
                          &argc, &argv, 1, 1) < 0)
         return -1;
     if (!repo_path) {
@@ -80,8 +118,10 @@ VMBK_COMMAND(vmbkCmdVerify)
         }
         return 0;
     } else {
-        vmbkPoint *point = vmbkRepoFindPoint(points, argv[1], point_id);
-        if (!point || vmbkVerifyPoint(points, point, progress) < 0)
+        vmbkPoint *point;
+
+        if (!(point = vmbkRepoFindPoint(repo, points, argv[1], point_id)) ||
+            vmbkVerifyPoint(points, point, progress) < 0)
             return -1;
         if (!quiet)
             printf("point %s of domain '%s': intact\n", point->id, argv[1]);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backupjob.h"
 #include "digest.h"
 #include "plugin.h"
 #include "vmbk-error.h"
@@ -104,6 +105,14 @@ vmbkPluginSpecParse(const char *arg)
             return NULL;
         }
         spec->path = g_canonicalize_filename(spec->name, NULL);
+        /* Until it says its own name: vmbk-NAME-plugin.so says NAME. */
+        g_free(spec->name);
+        spec->name = g_path_get_basename(spec->path);
+        if (g_str_has_prefix(spec->name, "vmbk-") && g_str_has_suffix(spec->name, "-plugin.so")) {
+            char *n = g_strndup(spec->name + 5, strlen(spec->name) - 5 - strlen("-plugin.so"));
+            g_free(spec->name);
+            spec->name = n;
+        }
         return g_steal_pointer(&spec);
     }
     if (g_str_equal(spec->name, "qcow2") || g_str_equal(spec->name, "catalog")) {
@@ -200,12 +209,16 @@ vmbkPluginSpawn(const vmbkPluginSpec *spec, GPtrArray *args, const char *what,
     g_autoptr(GString) errors = g_string_new(NULL);
     g_autoptr(GString) output = g_string_new(NULL);
     g_autofree char *last = NULL;
+    g_autofree char *self = NULL;
     GPid pid;
-    int fds[2], status = 0, open_fds = 2;
+    int fds[2], status = 0, open_fds = 2, asked = 0;
     guint i;
     char **lines;
 
-    g_ptr_array_add(argv, (char *) "/proc/self/exe");
+    /* Ourselves, by name, so that ps shows what runs. */
+    if (!(self = g_file_read_link("/proc/self/exe", NULL)))
+        self = g_strdup("/proc/self/exe");
+    g_ptr_array_add(argv, self);
     g_ptr_array_add(argv, (char *) "plugin-run");
     g_ptr_array_add(argv, (char *) "--plugin");
     g_ptr_array_add(argv, spec->path);
@@ -227,8 +240,9 @@ vmbkPluginSpawn(const vmbkPluginSpec *spec, GPtrArray *args, const char *what,
         struct pollfd pfd[2] = { { .fd = fds[0], .events = POLLIN },
                                  { .fd = fds[1], .events = POLLIN } };
 
+        /* Interrupted: ask the runner to stop; a plugin deaf to that for 10 s is killed. */
         if (interrupted && *interrupted)
-            kill(pid, SIGTERM);
+            kill(pid, ++asked > 50 ? SIGKILL : SIGTERM);
         if (poll(pfd, 2, 200) <= 0)
             continue;
         for (i = 0; i < 2; i++) {
@@ -271,6 +285,8 @@ vmbkPluginSpawn(const vmbkPluginSpec *spec, GPtrArray *args, const char *what,
         const char *msg = last;
         if (msg && g_str_has_prefix(msg, "vmbk plugin-run: "))
             msg += strlen("vmbk plugin-run: ");
+        else if (msg && g_str_has_prefix(msg, "vmbk: "))
+            msg += strlen("vmbk: ");
         vmbkError(WIFEXITED(status) && WEXITSTATUS(status) == 2 ? VMBK_ERR_USAGE
                                                                  : VMBK_ERR_OPERATION,
                   "plugin '%s' failed %s: %s", spec->name, what, msg ? msg : "no message");
@@ -344,8 +360,10 @@ vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run, vmbkPoi
     g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *what = g_strdup_printf("at point %s of domain '%s'", run->id, run->domain);
     g_autofree char *dir = NULL;
+    g_autofree char *jobdir = NULL;
     vmbkPointPlugin *pp;
     guint i;
+    int r;
 
 #define ARG(opt, value)                                  \
     do {                                                 \
@@ -368,8 +386,14 @@ vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run, vmbkPoi
                                              (char *) g_ptr_array_index(run->images, i));
         ARG("--disk", d);
     }
+    /* Ours, not the runner's: whatever a crashed runner left serving there, we stop. */
+    if (!(jobdir = vmbkJobDirCreate(run->uuid, "plugin")))
+        return -1;
+    ARG("--jobdir", jobdir);
 #undef ARG
-    if (vmbkPluginSpawn(spec, args, what, run->interrupted, NULL) < 0)
+    r = vmbkPluginSpawn(spec, args, what, run->interrupted, NULL);
+    vmbkJobDirRemove(jobdir);
+    if (r < 0)
         return -1;
 
     /* The runner names the folder after the plugin's own name. */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "accel.h"
@@ -102,7 +103,18 @@ vmbkGuestfsMountRo(guestfs_h *g, const vmbkGuestFs *fs, const char *mp, const ch
 
     if (guestfs_mount_ro(g, fs->device, mp) == 0)
         return 0;
-    first = g_strdup(guestfs_last_error(g));
+    /* mount(8)'s message spans lines: make it one. */
+    if (guestfs_last_error(g)) {
+        g_auto(GStrv) words = g_strsplit_set(guestfs_last_error(g), " \t\n", -1);
+        g_autoptr(GString) flat = g_string_new(NULL);
+        size_t i;
+
+        for (i = 0; words[i]; i++) {
+            if (*words[i])
+                g_string_append_printf(flat, "%s%s", flat->len ? " " : "", words[i]);
+        }
+        first = g_string_free(g_steal_pointer(&flat), FALSE);
+    }
     if (g_str_equal(fs->type, "xfs"))
         fallback = "ro,norecovery";
     else if (g_str_equal(fs->type, "ext3") || g_str_equal(fs->type, "ext4"))
@@ -204,7 +216,7 @@ vmbkSourceOpen(vmbkGlobal *global, const char *repo_path, const char *domain, co
 
     if (g_strcmp0(id, "live") != 0) {
         if (!(repo = vmbkRepoOpen(repo_path, false)) || !(points = vmbkRepoPoints(repo, domain)) ||
-            !(point = vmbkRepoFindPoint(points, domain, id)))
+            !(point = vmbkRepoFindPoint(repo, points, domain, id)))
             return NULL;
         src->what = g_strdup_printf("point %s of domain '%s'", point->id, domain);
         launch_what = g_strdup_printf("point %s", point->id);
@@ -365,10 +377,32 @@ int
 vmbkSourceStat(vmbkSource *src, const char *arg, const char *path, bool follow,
                struct guestfs_statns **st)
 {
+    int err;
+
     *st = follow ? guestfs_statns(src->g, path) : guestfs_lstatns(src->g, path);
     if (*st)
         return 0;
-    if (guestfs_last_errno(src->g) == ENOENT || guestfs_last_errno(src->g) == ENOTDIR) {
+    err = guestfs_last_errno(src->g);
+    if (follow && err == ELOOP) {
+        vmbkError(VMBK_ERR_OPERATION, "'%s' at %s is a symlink that never resolves (a loop, or "
+                  "too many levels of symbolic links)", arg, src->what);
+        return -1;
+    }
+    if (err == ENOENT || err == ENOTDIR) {
+        g_autofree char *target = NULL;
+        struct guestfs_statns *lst;
+
+        /* A dangling symlink exists: say where it points (resolved in the guest, never on the
+         * host). */
+        if (follow && (lst = guestfs_lstatns(src->g, path))) {
+            bool link = S_ISLNK(lst->st_mode);
+            guestfs_free_statns(lst);
+            if (link && (target = guestfs_readlink(src->g, path))) {
+                vmbkError(VMBK_ERR_OPERATION, "'%s' is a symlink to '%s', which does not exist "
+                          "at %s", arg, target, src->what);
+                return -1;
+            }
+        }
         vmbkError(VMBK_ERR_OPERATION, "'%s' does not exist at %s", arg, src->what);
         return -1;
     }

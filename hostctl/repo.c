@@ -342,11 +342,60 @@ vmbkRepoDomains(vmbkRepo *repo)
     return g_steal_pointer(&domains);
 }
 
+/* --point ID, a point that vmbkRepoPoints left out because its manifest does not load: report
+ * that it is damaged (and return true), rather than let it look like a point that is not there. */
+static bool
+vmbkRepoDamagedPoint(vmbkRepo *repo, GPtrArray *points, const char *domain, const char *id)
+{
+    g_autofree char *dir = NULL;
+    g_autofree char *pdir = NULL;
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+    guint i;
+
+    if (!*id || id[strspn(id, "0123456789")])
+        return false;
+    for (i = 0; i < points->len; i++) {
+        if (atoi(((vmbkPoint *) g_ptr_array_index(points, i))->id) == atoi(id))
+            return false;
+    }
+    if (!(dir = vmbkRepoDomainDir(repo, domain, false)))
+        return true;
+    pdir = g_build_filename(dir, "points", NULL);
+    if (!(d = g_dir_open(pdir, 0, NULL)))
+        return false;
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *path = NULL;
+        g_autoptr(vmbkPoint) point = NULL;
+        g_autofree char *why = NULL;
+
+        if (!g_ascii_isdigit(name[0]) || atoi(name) != atoi(id))
+            continue;
+        path = g_build_filename(pdir, name, NULL);
+        if ((point = vmbkPointLoad(path)))
+            return false;
+        why = g_strdup(vmbkErrorMessage());
+        vmbkErrorReset();
+        vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s' is damaged: %s", name, domain,
+                  why);
+        return true;
+    }
+    return false;
+}
+
 vmbkPoint *
-vmbkRepoFindPoint(GPtrArray *points, const char *domain, const char *id)
+vmbkRepoFindPoint(vmbkRepo *repo, GPtrArray *points, const char *domain, const char *id)
 {
     guint i;
 
+    /* Point ids are numbers: anything else is a typo, not a point that went missing. */
+    if (id && !g_str_equal(id, "latest") && !vmbkIsPointId(id)) {
+        vmbkError(VMBK_ERR_USAGE, "'%s' is not a point id; give --point a number from 'vmbk "
+                  "list', or latest", id);
+        return NULL;
+    }
+    if (id && !g_str_equal(id, "latest") && vmbkRepoDamagedPoint(repo, points, domain, id))
+        return NULL;
     if (points->len == 0) {
         vmbkError(VMBK_ERR_OPERATION, "the repository has no point of domain '%s'; run "
                   "'vmbk backup %s' first", domain, domain);

@@ -93,8 +93,10 @@ int vmbkRepoCheckManifests(vmbkRepo *repo, const char *domain);
 /* Domains that have a directory in the repository. */
 GPtrArray *vmbkRepoDomains(vmbkRepo *repo);
 
-/* The point named by id ("latest" or NULL: the newest) among points; reports if none. */
-vmbkPoint *vmbkRepoFindPoint(GPtrArray *points, const char *domain, const char *id);
+/* The point named by id ("latest" or NULL: the newest) among points; reports if none, or if it
+ * exists but is damaged (vmbkRepoPoints left it out). */
+vmbkPoint *vmbkRepoFindPoint(vmbkRepo *repo, GPtrArray *points, const char *domain,
+                             const char *id);
 
 /* Remove half-written points left by an interrupted backup. */
 int vmbkRepoCleanPartial(vmbkRepo *repo, const char *domain);

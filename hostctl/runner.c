@@ -182,6 +182,10 @@ vmbkRunnerFlush(vmbkPending *p)
 {
     if (p->length == 0)
         return 0;
+    if (interrupted) {
+        vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
+        return -1;
+    }
     if (p->pl->p.extent &&
         p->pl->p.extent(p->handle, p->disk, p->start, p->length, p->type) < 0) {
         if (!vmbkErrorMessage())
@@ -459,7 +463,7 @@ vmbkRunnerPoint(vmbkPluginLoaded *pl, const struct vmbk_point *point, const char
 
 VMBK_COMMAND(vmbkCmdPluginRun)
 {
-    const char *path = NULL, *dir = NULL, *parent = NULL, *parent_dir = NULL;
+    const char *path = NULL, *dir = NULL, *parent = NULL, *parent_dir = NULL, *jobdir_arg = NULL;
     struct vmbk_point point = { ._struct_size = sizeof(point) };
     g_auto(GStrv) config = NULL;
     g_auto(GStrv) disks = NULL;
@@ -478,6 +482,8 @@ VMBK_COMMAND(vmbkCmdPluginRun)
         { "parent", 0, 0, G_OPTION_ARG_STRING, &parent, "", "ID" },
         { "parent-dir", 0, 0, G_OPTION_ARG_FILENAME, &parent_dir, "", "DIR" },
         { "disk", 0, 0, G_OPTION_ARG_STRING_ARRAY, &disks, "", "TARGET=IMAGE" },
+        { "jobdir", 0, 0, G_OPTION_ARG_FILENAME, &jobdir_arg, "for sockets and scratch files "
+          "(made and removed by the caller, who stops what a crash leaves there)", "DIR" },
         { NULL },
     };
     g_autoptr(vmbkPluginLoaded) pl = NULL;
@@ -495,7 +501,14 @@ VMBK_COMMAND(vmbkCmdPluginRun)
         vmbkError(VMBK_ERR_USAGE, "plugin-run: no --plugin");
         return -1;
     }
-    if (!(pl = vmbkPluginLoad(path)) || vmbkRunnerConfigure(pl, config) < 0)
+    if (!(pl = vmbkPluginLoad(path))) {
+        /* A plugin vmbk cannot use is a bad --plugin. */
+        g_autofree char *why = g_strdup(vmbkErrorMessage());
+        vmbkErrorReset();
+        vmbkError(VMBK_ERR_USAGE, "%s", why);
+        return -1;
+    }
+    if (vmbkRunnerConfigure(pl, config) < 0)
         return -1;
     if (check) {
         printf("%s %s\n", pl->p.name, pl->p.version);
@@ -511,10 +524,12 @@ VMBK_COMMAND(vmbkCmdPluginRun)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    if (!(jobdir = vmbkJobDirCreate(point.uuid ? point.uuid : "none", "plugin")))
+    if (!jobdir_arg && !(jobdir = vmbkJobDirCreate(point.uuid ? point.uuid : "none", "plugin")))
         return -1;
-    ret = vmbkRunnerPoint(pl, &point, dir, parent, parent_dir, disks, jobdir);
-    vmbkJobDirRemove(jobdir);
+    ret = vmbkRunnerPoint(pl, &point, dir, parent, parent_dir, disks,
+                          jobdir_arg ? jobdir_arg : jobdir);
+    if (jobdir)
+        vmbkJobDirRemove(jobdir);
     if (ret == 0 && interrupted) {
         vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
         ret = -1;

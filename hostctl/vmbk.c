@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include "vmbk.h"
 
@@ -21,8 +22,9 @@ static const vmbkCommand commands[] = {
     { "list", "-r REPO [DOMAIN] [--json]", "list the points in a repository", vmbkCmdList },
     { "verify", "-r REPO DOMAIN [--point ID|latest|all]",
       "check points against their digests; exit 0 only if intact", vmbkCmdVerify },
-    { "restore", "-r REPO DOMAIN [--point ID] [--disk TARGET] (-o FILE [--format raw|qcow2] | "
-      "--define NAME [--instant])", "restore a disk image or a new domain from a point",
+    { "restore", "-r REPO DOMAIN [--point ID] [--disk TARGET] (-o FILE [--format raw|qcow2 | "
+      "--from stream] | --define NAME [--instant]) | --stream FILE... -o FILE",
+      "restore a disk image or a new domain from a point, or a disk from stream files",
       vmbkCmdRestore },
     { "snapshot", "create|list|export|delete [DOMAIN] [--disk TARGET]... [--tcp ADDR:PORT] "
       "[--since CHECKPOINT] [--json]",
@@ -82,7 +84,7 @@ vmbkParseOptions(const vmbkCommand *cmd, GOptionEntry *entries, const char *desc
     g_autofree char *prgname = g_strdup_printf("%s %s", vmbk_progname, cmd->name);
     g_autoptr(GOptionContext) ctx = g_option_context_new(cmd->args);
     g_autoptr(GError) err = NULL;
-    int nargs;
+    int nargs, i;
 
     /* GOption's help starts "Usage: PRGNAME [OPTION…] ARGS": make that "vmbk COMMAND ...". */
     g_set_prgname(prgname);
@@ -99,10 +101,14 @@ vmbkParseOptions(const vmbkCommand *cmd, GOptionEntry *entries, const char *desc
 
     /* (*argv)[0] is the command's name. */
     nargs = *argc - 1;
-    if (nargs > 1 && g_str_equal((*argv)[1], "--")) {
-        memmove(&(*argv)[1], &(*argv)[2], sizeof(char *) * (nargs - 1));
+    /* GOption leaves the "--" that ends the options wherever it was: drop the first one. */
+    for (i = 1; i <= nargs; i++) {
+        if (!g_str_equal((*argv)[i], "--"))
+            continue;
+        memmove(&(*argv)[i], &(*argv)[i + 1], sizeof(char *) * (nargs - i));
         nargs--;
         (*argc)--;
+        break;
     }
     if (nargs < nargs_min) {
         vmbkError(VMBK_ERR_USAGE, "%s: missing argument; usage: %s %s %s", cmd->name,
@@ -141,6 +147,9 @@ main(int argc, char **argv)
     setlocale(LC_ALL, "");
     /* A connection that dies (libvirtd restarted) must be an error we report, not SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
+    /* What vmbk writes (points, sockets, restored disks) holds guests' data: private, whatever
+     * umask the caller has; qemu gets at job directories through their owner. */
+    umask(umask(0) | 077);
     /* qemu-nbd --fork daemonizes: as a subreaper we can still wait for it. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     vmbkErrorInitLibvirt();

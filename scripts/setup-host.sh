@@ -33,8 +33,8 @@ packages=(
     libnbd-bin nbdkit python3-libvirt
     # libguestfs and its appliance (supermin needs a kernel in /boot)
     libguestfs-tools libguestfs-xfs guestmount supermin linux-image-amd64
-    # tests: guest images, JSON, locks, timeouts
-    debootstrap jq libxml2-utils util-linux coreutils
+    # tests: guest images, JSON, locks, timeouts, tracing
+    debootstrap jq libxml2-utils util-linux coreutils e2fsprogs fdisk strace
 )
 
 # --- (a) packages ---------------------------------------------------------

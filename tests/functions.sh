@@ -792,3 +792,91 @@ if [ "$(id -u)" -eq 0 ] && ! _vmbk_qemu_can_reach "$TMPDIR_TEST"; then
 fi
 export TMPDIR_TEST
 cleanup_fn rm -rf "$TMPDIR_TEST"
+
+# --- a hostile guest filesystem ---------------------------------------------
+
+# hostile_tree DIR: fill the empty directory DIR with what a hostile guest
+# may hold (no appliance; mkfs.ext4 -d copies it into a filesystem):
+#   loop/a -> b, loop/b -> a, loop/up -> ..     symlink loops
+#   escape/passwd -> ../../../../etc/passwd,
+#   escape/shadow -> /etc/shadow, escape/root -> /      symlinks out of the tree
+#   etc/passwd        "guest passwd\n" (where escape/passwd lands in the guest)
+#   tmp -> /tmp       a symlink at the top, and trap/tmp/vmbk-hostile-pwned, a
+#                     directory of the same name that a copy-out must not
+#                     write through it
+#   names/            files (content "odd\n") named with a newline, "..foo",
+#                     "-rf", "$(touch pwned)", 255 bytes, non-UTF-8 bytes,
+#                     "*", a backslash, a tab, a leading space, and "~"
+#   special/          a fifo, a character device (1,3) and a block device (8,0)
+hostile_tree ()
+{
+    local d=$1 n
+    mkdir -p "$d/loop" "$d/escape" "$d/etc" "$d/trap/tmp" "$d/names" "$d/special"
+    ln -s b "$d/loop/a"
+    ln -s a "$d/loop/b"
+    ln -s .. "$d/loop/up"
+    ln -s ../../../../etc/passwd "$d/escape/passwd"
+    ln -s /etc/shadow "$d/escape/shadow"
+    ln -s / "$d/escape/root"
+    echo "guest passwd" >"$d/etc/passwd"
+    ln -s /tmp "$d/tmp"
+    echo "written through a symlink" >"$d/trap/tmp/vmbk-hostile-pwned"
+    for n in $'new\nline' ..foo -rf '$(touch pwned)' "$(printf 'L%.0s' {1..255})" \
+             $'latin1-\xe9-\xff\xfe' '*' 'back\slash' $'tab\there' ' lead' '~'; do
+        echo odd >"$d/names/$n"
+    done
+    mkfifo "$d/special/fifo"
+    mknod "$d/special/null" c 1 3
+    mknod "$d/special/sda" b 8 0
+}
+
+# build_hostile_image: print the path of a 128 MiB qcow2 (cached beside the
+# base image) whose MBR holds three partitions, built without an appliance:
+#   sda1 (64 MiB) ext4 holding hostile_tree, label "hostile"
+#   sda2 (16 MiB) ext4 (no metadata_csum) whose superblock's first 56 bytes
+#                 (counts, block size, ...) are garbage; its magic is intact,
+#                 so it is still seen as ext4, but cannot be mounted
+#   sda3 (16 MiB) ext4 with its superblock magic zeroed: no filesystem at all
+# and the idle boot code of make_guest_image.  No OS: address its files as
+# /dev/sda1:/PATH.
+build_hostile_image ()
+{
+    local dir out
+    requires_root
+    requires mkfs.ext4 sfdisk qemu-img flock
+    dir=$(_vmbk_disk_dir)
+    out=$dir/hostile-v1.qcow2
+    if [ -f "$out" ]; then
+        echo "$out"
+        return 0
+    fi
+    (
+        flock 9
+        [ -f "$out" ] && exit 0
+        local work
+        work=$(mktemp -d "$dir/.hostile.XXXXXX")
+        mkdir "$work/tree" "$work/small"
+        hostile_tree "$work/tree"
+        echo "not readable" >"$work/small/file"
+        mkfs.ext4 -q -F -L hostile -d "$work/tree" "$work/p1" 64M >/dev/null
+        mkfs.ext4 -q -F -O ^metadata_csum -d "$work/small" "$work/p2" 16M >/dev/null
+        mkfs.ext4 -q -F -d "$work/small" "$work/p3" 16M >/dev/null
+        head -c 56 /dev/zero | tr '\0' '\377' |
+            dd of="$work/p2" bs=1 seek=1024 conv=notrunc status=none
+        head -c 2 /dev/zero | dd of="$work/p3" bs=1 seek=$((1024 + 0x38)) conv=notrunc status=none
+
+        qemu-img create -q -f raw "$work/disk.raw" 128M
+        printf '%s\n' 'label: dos' 'start=2048, size=131072, type=83' \
+               'start=133120, size=32768, type=83' 'start=165888, size=32768, type=83' |
+            sfdisk -q "$work/disk.raw" >/dev/null
+        dd if="$work/p1" of="$work/disk.raw" bs=1M seek=1 conv=notrunc status=none
+        dd if="$work/p2" of="$work/disk.raw" bs=1M seek=65 conv=notrunc status=none
+        dd if="$work/p3" of="$work/disk.raw" bs=1M seek=81 conv=notrunc status=none
+        printf '\xfa\xf4\xeb\xfd' | dd of="$work/disk.raw" bs=1 count=4 conv=notrunc status=none
+        qemu-img convert -f raw -O qcow2 -o compat=1.1 "$work/disk.raw" "$work/disk.qcow2"
+        chmod 0644 "$work/disk.qcow2"
+        mv "$work/disk.qcow2" "$out"
+        rm -rf "$work"
+    ) 9>"$dir/hostile.lock"
+    echo "$out"
+}
