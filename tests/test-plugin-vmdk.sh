@@ -28,12 +28,14 @@ point ()
     echo "point $1 ($2, --plugin $3): $((SECONDS - t0)) s" >&2
 }
 
-# check_vmdk N CREATE-TYPE: point N's vmdk/vda.vmdk is a VMDK of that create type, alone in the
-# plugin's directory, recorded with its sha256 in the manifest, with the reference's content.
+# check_vmdk N CREATE-TYPE CONFIG: point N's vmdk/vda.vmdk is a VMDK of that create type, alone
+# in the plugin's directory, listed with its size and sha256 and the plugin's CONFIG (JSON), and
+# has the reference's content.
 check_vmdk ()
 {
-    local dir img info sum
-    dir=$repo/$dom/points/$(printf %04d "$1")
+    local id dir img info sum size
+    id=$(printf %04d "$1")
+    dir=$repo/$dom/points/$id
     img=$dir/vmdk/vda.vmdk
     [ -f "$img" ] || fail "point $1 has no vmdk/vda.vmdk: $(ls -lR "$dir")"
     [ "$(ls -A "$dir/vmdk")" = vda.vmdk ] || fail "point $1 vmdk/ holds: $(ls -A "$dir/vmdk")"
@@ -42,35 +44,37 @@ check_vmdk ()
                         ."format-specific".data."create-type" == $t' <<<"$info" >/dev/null ||
         fail "point $1: not a $2 vmdk of 1 GiB: $info"
     sum=$(sha256sum "$img" | cut -d' ' -f1)
-    grep -q "$sum" "$dir/manifest.xml" ||
-        fail "point $1: the manifest does not record vda.vmdk's sha256 $sum: $(cat "$dir/manifest.xml")"
+    size=$(stat -c %s "$img")
+    "$VMBK" list -r "$repo" "$dom" --json >"$TMPDIR_TEST/list.json"
+    jq -e --arg id "$id" --arg sum "$sum" --argjson size "$size" --argjson config "$3" '
+        [.[] | select(.point == $id) | .plugins[] | select(.name == "vmdk")] as $p
+        | ($p | length) == 1 and $p[0].config == $config
+          and ($p[0].outputs | map([.name, .size, .sha256])) == [["vda.vmdk", $size, $sum]]' \
+        "$TMPDIR_TEST/list.json" >/dev/null ||
+        fail "point $1: list --json does not show vda.vmdk ($size bytes, $sum) with $3: \
+$(jq -c --arg id "$id" '.[] | select(.point == $id) | .plugins' "$TMPDIR_TEST/list.json")"
     assert_same_image "$img" "$TMPDIR_TEST/ref$1.qcow2"
 }
 
 point 1 full vmdk
-check_vmdk 1 streamOptimized
+check_vmdk 1 streamOptimized '{}'
 
 # An unknown value or key is refused before anything happens: no point, no checkpoint.
 cps=$(virsh checkpoint-list "$dom" --name | sed '/^$/d' | sort)
 "$VMBK" list -r "$repo" "$dom" >"$TMPDIR_TEST/list.before"
-for arg in vmdk:subformat=bogus vmdk:nope=1; do
-    key=${arg#vmdk:}
-    key=${key%%=*}
-    rc=0
-    "$VMBK" backup "$dom" -r "$repo" --no-catalog --plugin "$arg" \
-        >"$TMPDIR_TEST/out" 2>"$TMPDIR_TEST/err" || rc=$?
-    [ "$rc" -ne 0 ] || fail "backup --plugin $arg succeeded: $(cat "$TMPDIR_TEST/out")"
-    grep -qw vmdk "$TMPDIR_TEST/err" ||
-        fail "backup --plugin $arg did not name the plugin: $(cat "$TMPDIR_TEST/err")"
-    grep -qw -- "$key" "$TMPDIR_TEST/err" ||
-        fail "backup --plugin $arg did not name '$key': $(cat "$TMPDIR_TEST/err")"
+while read -r arg says <&3; do
+    expect_fail 2 "plugin 'vmdk' failed to load: $says" \
+        "$VMBK" backup "$dom" -r "$repo" --no-catalog --plugin "$arg"
     "$VMBK" list -r "$repo" "$dom" | cmp -s - "$TMPDIR_TEST/list.before" ||
         fail "backup --plugin $arg changed the point list: $("$VMBK" list -r "$repo" "$dom")"
     [ "$(ls "$repo/$dom/points")" = 0001 ] ||
         fail "backup --plugin $arg left in points/: $(ls -A "$repo/$dom/points")"
     [ "$(virsh checkpoint-list "$dom" --name | sed '/^$/d' | sort)" = "$cps" ] ||
         fail "backup --plugin $arg changed the checkpoints"
-done
+done 3<<REFUSED
+vmdk:subformat=bogus subformat=bogus: unknown subformat 'bogus'
+vmdk:nope=1 nope=1: unknown parameter 'nope'
+REFUSED
 assert_nothing_left "$dom"
 
 # An incremental point still gets the whole disk.
@@ -79,20 +83,21 @@ guest_write "$dom" vda 0xac $((300 * MiB)) $((2 * MiB))
 guest_zero "$dom" vda $((300 * MiB + 512 * 1024)) $((1 * MiB)) # zeroes over new data
 guest_zero "$dom" vda $((8 * MiB)) $((4 * MiB))                # zeroes over the base's
 point 2 inc vmdk
-check_vmdk 2 streamOptimized
+check_vmdk 2 streamOptimized '{}'
 assert_image_pattern "$repo/$dom/points/0002/vmdk/vda.vmdk" 0xab $((100 * MiB + 12345)) 300000
 
 guest_write "$dom" vda 0xef $((700 * MiB + 7)) 1000
 point 3 inc vmdk:subformat=monolithicSparse,adapter_type=lsilogic
-check_vmdk 3 monolithicSparse
+check_vmdk 3 monolithicSparse '{"subformat": "monolithicSparse", "adapter_type": "lsilogic"}'
 # The descriptor, embedded at the start of a sparse extent, names the adapter.
 head -c $((64 * 1024)) "$repo/$dom/points/0003/vmdk/vda.vmdk" |
     grep -aq '^ddb.adapterType = "lsilogic"' ||
     fail "point 3's vmdk descriptor: $(head -c 4096 "$repo/$dom/points/0003/vmdk/vda.vmdk" |
                                        grep -a '^ddb')"
 
-# The earlier points' images are untouched by the later ones.
+# The earlier points' images are untouched by the later ones, and verify agrees.
 assert_same_image "$repo/$dom/points/0001/vmdk/vda.vmdk" "$TMPDIR_TEST/ref1.qcow2"
+"$VMBK" verify -r "$repo" "$dom" -q || fail "verify failed"
 
 assert_running "$dom"
 assert_disk_source "$dom" vda "$vda"

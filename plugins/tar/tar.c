@@ -98,8 +98,7 @@ tar_config(const char *key, const char *value)
                 return 0;
             }
         }
-        vmbk_error("compress '%s' is not one the tar plugin knows; use none, gzip, xz or zstd",
-                   value);
+        vmbk_error("unknown compression '%s'; use none, gzip, xz or zstd", value);
         return -1;
     }
     if (strcmp(key, "exclude") == 0)

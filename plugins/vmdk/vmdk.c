@@ -44,16 +44,16 @@ vmdk_config(const char *key, const char *value)
 {
     if (strcmp(key, "subformat") == 0) {
         if (!(subformat = vmdk_lookup(subformats, value))) {
-            vmbk_error("subformat '%s' is not one the vmdk plugin writes; "
-                       "use streamOptimized or monolithicSparse", value);
+            vmbk_error("unknown subformat '%s'; use streamOptimized or monolithicSparse",
+                       value);
             return -1;
         }
         return 0;
     }
     if (strcmp(key, "adapter_type") == 0) {
         if (!(adapter_type = vmdk_lookup(adapter_types, value))) {
-            vmbk_error("adapter_type '%s' is not one the vmdk plugin knows; "
-                       "use ide, lsilogic, buslogic or legacyESX", value);
+            vmbk_error("unknown adapter_type '%s'; use ide, lsilogic, buslogic or legacyESX",
+                       value);
             return -1;
         }
         return 0;
