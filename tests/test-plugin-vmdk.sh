@@ -13,6 +13,7 @@ dom=vmbk-t-vmdk
 create_guest "$dom"
 repo=$TMPDIR_TEST/repo
 vda=$(guest_disk_path "$dom" vda)
+export VMBK_STATE_DIR=$TMPDIR_TEST/state   # where the scratch raw images go
 MiB=$((1024 * 1024))
 t0=$SECONDS
 
@@ -25,6 +26,8 @@ point ()
              2>"$TMPDIR_TEST/err") || fail "backup -l $2 --plugin $3: $(cat "$TMPDIR_TEST/err")"
     [ "$id" = "$(printf %04d "$1")" ] || fail "backup -l $2 printed '$id', not point $1"
     assert_nothing_left "$dom"
+    [ -z "$(ls -A "$VMBK_STATE_DIR/jobs" 2>/dev/null)" ] ||
+        fail "backup $1 left in the jobs directory: $(ls -AR "$VMBK_STATE_DIR/jobs")"
     echo "point $1 ($2, --plugin $3): $((SECONDS - t0)) s" >&2
 }
 
