@@ -133,7 +133,10 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
     }
     if (ret == 0 && v->fs_begin(v->opaque, fs) < 0)
         ret = -1;
-    while (ret == 0 && (r = archive_read_next_header(ar, &ae)) == ARCHIVE_OK) {
+    /* ARCHIVE_WARN is a complete entry too: a name that is not valid UTF-8 (GNU tar writes
+     * the guest's bytes as they are) cannot be converted to our locale, and is kept as bytes. */
+    while (ret == 0 && ((r = archive_read_next_header(ar, &ae)) == ARCHIVE_OK ||
+                        r == ARCHIVE_WARN)) {
         struct vmbk_entry e = { ._struct_size = sizeof(e) };
         g_autoptr(GArray) xattrs = g_array_new(FALSE, FALSE, sizeof(struct vmbk_xattr));
         g_autofree char *what = NULL;
@@ -149,6 +152,8 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
             ret = -1;
             break;
         }
+        if (r == ARCHIVE_WARN)
+            vmbkDebug("fswalk: %s: %s", fs->device, archive_error_string(ar));
         e.path = vmbkFsWalkPath(archive_entry_pathname(ae));
         if (!e.path)
             continue;
@@ -202,7 +207,16 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
                   archive_error_string(ar));
         ret = -1;
     }
-    /* Closing our end stops a tar-out we no longer read. */
+    /* After the end-of-archive blocks GNU tar still writes the padding of its last record:
+     * read it, or tar-out fails on a closed pipe.  Closing our end stops a tar-out we no
+     * longer read. */
+    while (ret == 0) {
+        char pad[4096];
+        ssize_t n = read(fds[0], pad, sizeof(pad));
+
+        if (n == 0 || (n < 0 && errno != EINTR))
+            break;
+    }
     archive_read_free(ar);
     close(fds[0]);
     g_thread_join(thread);
