@@ -56,14 +56,18 @@ vmbkPointJson(vmbkJson *out, const vmbkPoint *point)
         vmbkJsonBeginObject(out);
         vmbkJsonKeyString(out, "name", pp->name);
         vmbkJsonKeyString(out, "version", pp->version);
+        /* In order, as given: a key may come more than once (tar:exclude=a,exclude=b). */
         vmbkJsonKey(out, "config");
-        vmbkJsonBeginObject(out);
+        vmbkJsonBeginArray(out);
         for (j = 0; pp->config && j < pp->config->len; j++) {
             g_autofree char *key = g_strdup(g_ptr_array_index(pp->config, j));
             char *eq = strchr(key, '=');
 
             *eq = '\0';
-            vmbkJsonKeyString(out, key, eq + 1);
+            vmbkJsonBeginObject(out);
+            vmbkJsonKeyString(out, "key", key);
+            vmbkJsonKeyString(out, "value", eq + 1);
+            vmbkJsonEnd(out);
         }
         vmbkJsonEnd(out);
         vmbkJsonKey(out, "outputs");

@@ -72,19 +72,25 @@ vmbkFsWalkRead(struct vmbk_source *source, void *buf, uint32_t count, uint64_t o
     return 0;
 }
 
-/* GNU tar's "./etc/x" as the plugin API has it: "etc/x", and "." for the root. */
-static const char *
+/* GNU tar's "./etc/x" and "./etc/" as the plugin API has them: "etc/x", "etc", and "." for the
+ * root. */
+static char *
 vmbkFsWalkPath(const char *path)
 {
+    size_t len;
+
     if (!path)
         return NULL;
     while (path[0] == '.' && path[1] == '/')
         path += 2;
     while (path[0] == '/')
         path++;
-    if (!*path || g_str_equal(path, "."))
-        return ".";
-    return path;
+    len = strlen(path);
+    while (len > 0 && path[len - 1] == '/')
+        len--;
+    if (len == 0 || (len == 1 && path[0] == '.'))
+        return g_strdup(".");
+    return g_strndup(path, len);
 }
 
 /* A name for the filesystem, safe as a file name: "/dev/sda1" -> "sda1", "/dev/vg/lv" -> "vg-lv" */
@@ -142,6 +148,8 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
         g_autofree char *what = NULL;
         g_autofree char *acl_a = NULL;
         g_autofree char *acl_d = NULL;
+        g_autofree char *path = NULL;
+        g_autofree char *hardlink = NULL;
         struct vmbk_source src = { .ar = ar };
         const char *name;
         const void *value;
@@ -154,8 +162,7 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
         }
         if (r == ARCHIVE_WARN)
             vmbkDebug("fswalk: %s: %s", fs->device, archive_error_string(ar));
-        e.path = vmbkFsWalkPath(archive_entry_pathname(ae));
-        if (!e.path)
+        if (!(e.path = path = vmbkFsWalkPath(archive_entry_pathname(ae))))
             continue;
         e.mode = archive_entry_mode(ae);
         e.uid = archive_entry_uid(ae);
@@ -170,7 +177,7 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
         e.rdev_major = archive_entry_rdevmajor(ae);
         e.rdev_minor = archive_entry_rdevminor(ae);
         if (archive_entry_hardlink(ae)) {
-            e.link = vmbkFsWalkPath(archive_entry_hardlink(ae));
+            e.link = hardlink = vmbkFsWalkPath(archive_entry_hardlink(ae));
             e.hardlink = 1;
             e.size = 0;
         } else if (archive_entry_symlink(ae)) {

@@ -29,7 +29,7 @@ head -1 "$pts/0001/example/vda.map" | grep -q "whole" || fail "a full is not who
 ! grep -q "^zero" "$pts/0001/example/vda.map" || fail "example:zeroes=no listed zeroes"
 [ "$(jq -r '.[0].plugins | map(.name) | join(",")' <<<"$("$VMBK" list -r "$repo" "$dom" --json)")" \
     = raw,example ] || fail "list does not show the plugins"
-[ "$("$VMBK" list -r "$repo" "$dom" --json | jq -r '.[0].plugins[1].config.zeroes')" = no ] ||
+[ "$("$VMBK" list -r "$repo" "$dom" --json | jq -r '.[0].plugins[1].config[] | select(.key == "zeroes") | .value')" = no ] ||
     fail "the manifest lost the plugin's configuration"
 
 # An incremental: the plugin sees exactly what changed, data and zeroes.

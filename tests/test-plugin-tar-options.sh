@@ -26,7 +26,7 @@ zstd -q -t "$archive" || fail "zstd -t fails on sda1.tar.zst"
 zstd -q -d -c "$archive" | tar -tf - >"$TMPDIR_TEST/list" 2>"$TMPDIR_TEST/tar.err" ||
     fail "tar cannot list sda1.tar.zst: $(cat "$TMPDIR_TEST/tar.err")"
 "$VMBK" list -r "$repo" "$dom" --json >"$TMPDIR_TEST/list.json"
-jq -e '.[0].plugins[0] | .name == "tar" and .config.compress == "zstd"
+jq -e '.[0].plugins[0] | .name == "tar" and (.config | map(select(.key == "compress")) | .[0].value) == "zstd"
        and (.outputs | map(.name)) == ["sda1.tar.zst"]' "$TMPDIR_TEST/list.json" >/dev/null ||
     fail "list --json: $(jq -c '.[0].plugins' "$TMPDIR_TEST/list.json")"
 

@@ -60,7 +60,7 @@ $(jq -c --arg id "$id" '.[] | select(.point == $id) | .plugins' "$TMPDIR_TEST/li
 }
 
 point 1 full vmdk
-check_vmdk 1 streamOptimized '{}'
+check_vmdk 1 streamOptimized '[]'
 
 # An unknown value or key is refused before anything happens: no point, no checkpoint.
 cps=$(virsh checkpoint-list "$dom" --name | sed '/^$/d' | sort)
@@ -86,12 +86,13 @@ guest_write "$dom" vda 0xac $((300 * MiB)) $((2 * MiB))
 guest_zero "$dom" vda $((300 * MiB + 512 * 1024)) $((1 * MiB)) # zeroes over new data
 guest_zero "$dom" vda $((8 * MiB)) $((4 * MiB))                # zeroes over the base's
 point 2 inc vmdk
-check_vmdk 2 streamOptimized '{}'
+check_vmdk 2 streamOptimized '[]'
 assert_image_pattern "$repo/$dom/points/0002/vmdk/vda.vmdk" 0xab $((100 * MiB + 12345)) 300000
 
 guest_write "$dom" vda 0xef $((700 * MiB + 7)) 1000
 point 3 inc vmdk:subformat=monolithicSparse,adapter_type=lsilogic
-check_vmdk 3 monolithicSparse '{"subformat": "monolithicSparse", "adapter_type": "lsilogic"}'
+check_vmdk 3 monolithicSparse \
+    '[{"key": "subformat", "value": "monolithicSparse"}, {"key": "adapter_type", "value": "lsilogic"}]'
 # The descriptor, embedded at the start of a sparse extent, names the adapter.
 head -c $((64 * 1024)) "$repo/$dom/points/0003/vmdk/vda.vmdk" |
     grep -aq '^ddb.adapterType = "lsilogic"' ||
