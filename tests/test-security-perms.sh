@@ -46,7 +46,7 @@ paused_backup ()
     pid=$!
     wait_for 60 "the backup to pause mid-copy" test -e "$pause"
 
-    [ "$(stat -c '%a %U' "$jobs")" = "755 root" ] || fail "jobs dir: $(stat -c '%a %U' "$jobs")"
+    [ "$(stat -c '%a %U' "$jobs")" = "711 root" ] || fail "jobs dir: $(stat -c '%a %U' "$jobs")"
     jobdir=$(find "$jobs" -mindepth 1 -maxdepth 1)
     [[ "$(basename "$jobdir")" =~ ^$uuid-[A-Za-z0-9]{6}$ ]] || fail "job directories: $jobdir"
     [ "$(stat -c '%a %u' "$jobdir")" = "700 $qemu_uid" ] ||
