@@ -51,6 +51,11 @@ vmbkAgentWrite(vmbkAgent *agent, uint16_t type, uint32_t id, const char *payload
         ssize_t r = send(agent->fd, p, len, MSG_NOSIGNAL);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            vmbkError(VMBK_ERR_OPERATION, "the appliance's agent channel '%s' closed: the "
+                      "appliance stopped or crashed; see 'vmbk appliance status'", agent->socket);
+            return -1;
+        }
         if (r < 0) {
             vmbkErrorSystem(errno, "cannot write to the appliance's agent channel '%s'",
                             agent->socket);
@@ -181,6 +186,11 @@ vmbkAgentRequest(vmbkAgent *agent, vmbkAgentMsg type, const char *payload,
     uint32_t id = agent->next_id++;
     int r;
 
+    /* Interrupted: start nothing the agent would then be busy with. */
+    if (interrupted && *interrupted) {
+        vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) *interrupted);
+        return NULL;
+    }
     if (vmbkAgentWrite(agent, type, id, payload) < 0)
         return NULL;
     r = vmbkAgentWait(agent, id, g_get_monotonic_time() + (gint64) timeout_ms * 1000,

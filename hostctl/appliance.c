@@ -31,7 +31,10 @@
 #include "xml.h"
 
 #define VMBK_APPLIANCE_BOOT_TIMEOUT_MS (180 * 1000) /* a cold boot under TCG on a busy host */
-#define VMBK_APPLIANCE_HELLO_TIMEOUT_MS (20 * 1000) /* a running appliance */
+/* A running appliance: longer than the agent's wait for a disk that never appears (DIGEST's
+ * timeout), after which it answers what is queued. */
+#define VMBK_APPLIANCE_HELLO_TIMEOUT_MS (60 * 1000)
+#define VMBK_APPLIANCE_DISK_TIMEOUT_S 10
 #define VMBK_APPLIANCE_ACCEL_TIMEOUT_MS 5000
 #define VMBK_APPLIANCE_ROOT_SIZE "1G"
 
@@ -399,14 +402,16 @@ vmbkApplianceOpen(virConnectPtr conn, bool start, unsigned int idle)
         s->started = true;
         t0 = g_get_monotonic_time();
     }
+    /* Detach first what a killed vmbk left: an agent still reading such a disk answers only once
+     * its reads fail. */
+    if (!s->started && vmbkApplianceSweep(s->dom) < 0)
+        return NULL;
     if (!(s->agent = vmbkAgentConnect(channel, s->started ? VMBK_APPLIANCE_BOOT_TIMEOUT_MS
                                                           : VMBK_APPLIANCE_HELLO_TIMEOUT_MS)))
         return NULL;
     if (s->started)
         s->boot_seconds = (g_get_monotonic_time() - t0) / 1e6;
     vmbkDebug("appliance: agent says hello%s", s->started ? " after a cold boot" : "");
-    if (vmbkApplianceSweep(s->dom) < 0)
-        return NULL;
     return g_steal_pointer(&s);
 }
 
@@ -602,7 +607,7 @@ vmbkApplianceCheckDisk(vmbkApplianceSession *s, const char *jobdir, const char *
     vmbkDebug("appliance: %s attached as '%s' in %.3f s", target, serial, (t1 - t0) / 1e6);
     if (pause && pause("appliance") < 0)
         goto cleanup;
-    req = g_strdup_printf("serial=%s\ntimeout=30\n", serial);
+    req = g_strdup_printf("serial=%s\ntimeout=%d\n", serial, VMBK_APPLIANCE_DISK_TIMEOUT_S);
     /* Reading and hashing the whole disk under TCG: allow for it. */
     if (!(resp = vmbkAgentRequest(s->agent, VMBK_AGENT_MSG_DIGEST, req, 24 * 3600 * 1000,
                                   interrupted)))
@@ -618,12 +623,13 @@ vmbkApplianceCheckDisk(vmbkApplianceSession *s, const char *jobdir, const char *
     ret = 0;
 
  cleanup:
-    if (vmbkApplianceDetach(s->dom, xml) < 0) {
-        /* The next command detaches it (vmbkApplianceSweep); the point's result stands. */
-        fprintf(stderr, "%s: warning: %s\n", vmbk_progname, vmbkErrorMessage());
-        if (ret == 0)
-            vmbkErrorReset();
-    }
+    /* Nothing stays attached to an appliance that stopped.  A detach that fails leaves the disk
+     * to the next command (vmbkApplianceSweep); the point's result stands either way. */
+    if (virDomainIsActive(s->dom) == 1 &&
+        virDomainDetachDeviceFlags(s->dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
+        fprintf(stderr, "%s: warning: cannot detach disk '%s' from the appliance (%s); the next "
+                "vmbk command will\n", vmbk_progname, serial, virGetLastErrorMessage());
+    virResetLastError();
     vmbkDebug("appliance: %s detached, %.3f s in all", target,
               (g_get_monotonic_time() - t0) / 1e6);
     return ret;

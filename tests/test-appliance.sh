@@ -96,6 +96,51 @@ echo "backup --via appliance, warm, inc: $(elapsed "$t0") s"
 assert_appliance_clean "after the next backup"
 assert_nothing_left "$dom"
 
+# SIGTERM while attached: the backup fails, saying why, and detaches before it exits.
+guest_write "$dom" vda 0x5c $((300 * MiB)) $((1 * MiB))
+VMBK_TEST_PAUSE=$pause VMBK_TEST_PAUSE_AT=appliance \
+    "$VMBK" backup "$dom" -r "$TMPDIR_TEST/repo" --no-catalog -l inc --via appliance \
+    >/dev/null 2>"$TMPDIR_TEST/err" &
+pid=$!
+wait_for 120 "the backup to attach its disk to the appliance" test -e "$pause"
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+rm -f "$pause"
+[ $rc = 1 ] || fail "SIGTERM: exit $rc: $(cat "$TMPDIR_TEST/err")"
+grep -q "interrupted by signal 15" "$TMPDIR_TEST/err" || fail "SIGTERM: $(cat "$TMPDIR_TEST/err")"
+assert_appliance_clean "after SIGTERM"
+assert_nothing_left "$dom"
+
+# The appliance dies under a backup: the backup fails cleanly, the next one boots it again.
+VMBK_TEST_PAUSE=$pause VMBK_TEST_PAUSE_AT=appliance \
+    "$VMBK" backup "$dom" -r "$TMPDIR_TEST/repo" --no-catalog -l inc --via appliance \
+    >/dev/null 2>"$TMPDIR_TEST/err" &
+pid=$!
+wait_for 120 "the backup to attach its disk to the appliance" test -e "$pause"
+virsh destroy "$appliance" >/dev/null
+rm -f "$pause"
+rc=0
+wait $pid || rc=$?
+[ $rc = 1 ] || fail "appliance destroyed: exit $rc: $(cat "$TMPDIR_TEST/err")"
+grep -q "appliance stopped or crashed" "$TMPDIR_TEST/err" && ! grep -q warning "$TMPDIR_TEST/err" ||
+    fail "appliance destroyed: $(cat "$TMPDIR_TEST/err")"
+assert_nothing_left "$dom"
+
+# Two guests one after the other through the same appliance (booted again here).
+dom2=vmbk-test-appliance2
+create_guest "$dom2"
+for d in "$dom" "$dom2"; do
+    t0=$(date +%s.%N)
+    "$VMBK" backup "$d" -r "$TMPDIR_TEST/repo" --no-catalog --via appliance \
+        >/dev/null 2>"$TMPDIR_TEST/err" || fail "backup of $d: $(cat "$TMPDIR_TEST/err")"
+    echo "backup --via appliance of $d: $(elapsed "$t0") s"
+    assert_appliance_clean "after the backup of $d"
+    assert_nothing_left "$d"
+done
+[ "$("$VMBK" list -r "$TMPDIR_TEST/repo" "$dom2" --json | jq length)" = 1 ] || fail "no point of $dom2"
+"$VMBK" verify -r "$TMPDIR_TEST/repo" "$dom" --point all >/dev/null
+
 "$VMBK" appliance stop
 wait_for 30 "the appliance to stop" sh -c "! virsh domstate $appliance >/dev/null 2>&1"
 "$VMBK" appliance status | grep -q "appliance: stopped" || fail "still running after stop"
