@@ -160,7 +160,8 @@ vmbkAgentDigest(uint32_t id, const char *payload)
         g_usleep(20 * 1000);
     }
     path = g_strdup_printf("/dev/%s", dev);
-    for (i = 0; (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0; i++) {
+    /* O_DIRECT: no copy through the page cache (each costs under TCG); buf is page-aligned. */
+    for (i = 0; (fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)) < 0; i++) {
         if (errno != ENOENT || g_get_monotonic_time() > deadline)
             return vmbkAgentError(id, "cannot open '%s' (serial '%s'): %s", path, serial,
                                   g_strerror(errno));
@@ -176,7 +177,8 @@ vmbkAgentDigest(uint32_t id, const char *payload)
         return vmbkAgentError(id, "%s", vmbkErrorMessage());
     }
     unlink("/tmp/digest.leaves");
-    buf = g_malloc(READ_CHUNK);
+    if (posix_memalign((void **) &buf, 4096, READ_CHUNK) != 0)
+        g_error("out of memory");
     zero = g_new0(bool, READ_CHUNK / VMBK_DIGEST_LEAF_SIZE);
     for (off = 0; off < size;) {
         size_t want = MIN((uint64_t) READ_CHUNK, size - off), got = 0;
