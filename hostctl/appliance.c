@@ -455,11 +455,23 @@ vmbkApplianceSweep(virDomainPtr dom)
         xmlNodeDump(buf, doc, node, 0, 0);
         disk = g_strdup((const char *) xmlBufferContent(buf));
         xmlBufferFree(buf);
+        g_autofree char *socket = vmbkXPathString(ctx, node, "source/host/@socket");
+
         if (vmbkApplianceDetach(dom, disk) < 0)
             return -1;
         fprintf(stderr, "%s: detached disk '%s' that an interrupted vmbk left in the "
                 "appliance\n", vmbk_progname, serial);
         n++;
+        /* And the qemu-nbd that served it, from a job directory whose vmbk is gone. */
+        if (socket) {
+            g_autofree char *jobdir = g_path_get_dirname(socket);
+            g_autofree char *owner = g_build_filename(jobdir, "owner", NULL);
+            g_autofree char *kind = NULL;
+
+            if (g_file_test(owner, G_FILE_TEST_IS_REGULAR) &&
+                vmbkJobDirOwner(jobdir, &kind) == 0 && g_strcmp0(kind, "appliance") == 0)
+                vmbkJobDirRemove(jobdir);
+        }
     }
     return n;
 }

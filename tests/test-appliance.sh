@@ -86,6 +86,7 @@ rm -f "$pause"
 "$VMBK" appliance status 2>"$TMPDIR_TEST/err" >/dev/null
 grep -q "detached disk 'vmbk-vda-" "$TMPDIR_TEST/err" || fail "status: $(cat "$TMPDIR_TEST/err")"
 assert_appliance_clean "after a killed backup"
+! pgrep -af "qemu-nbd.*$VMBK_STATE_DIR" || fail "the killed backup's qemu-nbd is still running"
 
 # And the next backup through the warm appliance works.
 t0=$(date +%s.%N)
