@@ -88,6 +88,24 @@ grep -q "detached disk 'vmbk-vda-" "$TMPDIR_TEST/err" || fail "status: $(cat "$T
 assert_appliance_clean "after a killed backup"
 ! pgrep -af "qemu-nbd.*$VMBK_STATE_DIR" || fail "the killed backup's qemu-nbd is still running"
 
+# kill -9 while the agent reads the disk: the next command detaches it, the agent's reads fail,
+# and it answers again.
+"$VMBK" backup "$dom" -r "$TMPDIR_TEST/repo" --no-catalog -l inc --via appliance \
+    >/dev/null 2>&1 &
+pid=$!
+for i in $(seq 600); do
+    [ "$(virsh domblklist "$appliance" | awk 'NR > 2 && $1 != ""' | wc -l)" = 2 ] && break
+    sleep 0.2
+done
+sleep 1
+kill -9 $pid
+wait $pid 2>/dev/null || true
+t0=$(date +%s.%N)
+"$VMBK" appliance status 2>"$TMPDIR_TEST/err" >/dev/null || fail "status: $(cat "$TMPDIR_TEST/err")"
+echo "status after a kill -9 mid-digest: $(elapsed "$t0") s"
+grep -q "detached disk 'vmbk-vda-" "$TMPDIR_TEST/err" || fail "status: $(cat "$TMPDIR_TEST/err")"
+assert_appliance_clean "after a backup killed mid-digest"
+
 # And the next backup through the warm appliance works.
 t0=$(date +%s.%N)
 "$VMBK" backup "$dom" -r "$TMPDIR_TEST/repo" --no-catalog -l inc --via appliance \
