@@ -26,7 +26,7 @@ vmbkJobsDir(void)
 }
 
 /* The user qemu runs as under qemu:///system. */
-static bool
+bool
 vmbkQemuUser(uid_t *uid, gid_t *gid)
 {
     static const char *const names[] = { "libvirt-qemu", "qemu" };

@@ -60,3 +60,7 @@ void vmbkJobDirSweep(virDomainPtr dom, const char *uuid);
 
 /* Where job directories live: $VMBK_STATE_DIR/jobs, default /var/lib/vmbk/jobs. */
 char *vmbkJobsDir(void);
+
+/* The user qemu runs as under qemu:///system (libvirt-qemu or qemu): false if neither exists. */
+#include <sys/types.h>
+bool vmbkQemuUser(uid_t *uid, gid_t *gid);

@@ -19,6 +19,7 @@
 #include <glib/gstdio.h>
 #include <libvirt/virterror.h>
 
+#include "appliance.h"
 #include "backupjob.h"
 #include "checkpoint.h"
 #include "digest.h"
@@ -49,6 +50,7 @@ typedef struct {
     bool progress;
     bool level_auto;        /* -l auto: a broken chain means a full, not a failure */
     GPtrArray *plugins;     /* of vmbkPluginSpec: --plugin, checked */
+    bool via_appliance;     /* --via appliance */
 } vmbkBackup;
 
 static const char *
@@ -249,8 +251,8 @@ vmbkBackupProgress(void *opaque, uint64_t done, uint64_t total)
 /* Test hook: VMBK_TEST_PAUSE=FILE makes vmbk create FILE at a phase and wait (at most 5 minutes)
  * until it is removed, so a test can write into the guest or kill vmbk there.  The phase is
  * VMBK_TEST_PAUSE_AT: "point" (the point is taken, nothing copied; the default), "copy" (the
- * first disk's image is being served, nothing copied) or "commit" (all data written, not yet
- * committed). */
+ * first disk's image is being served, nothing copied), "appliance" (--via appliance: the first
+ * disk is attached to the appliance) or "commit" (all data written, not yet committed). */
 static int
 vmbkBackupTestPause(const char *phase)
 {
@@ -557,6 +559,38 @@ vmbkBackupPlugins(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     return 0;
 }
 
+/* --via appliance: the appliance reads each new image, hotplugged read-only, and its digest
+ * must be the host's.  Started if need be; whatever happens, nothing stays attached. */
+static int
+vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
+{
+    g_autoptr(virConnect) conn = vmbkConnect(b->global);
+    g_autoptr(vmbkApplianceSession) s = NULL;
+    g_autoptr(GPtrArray) targets = g_ptr_array_new();
+    g_autoptr(GPtrArray) digests = g_ptr_array_new();
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *jobdir = NULL;
+    guint i;
+    int ret;
+
+    if (!conn || !(s = vmbkApplianceOpen(conn, true, 600)))
+        return -1;
+    if (s->started)
+        fprintf(stderr, "%s: started the appliance (%.1f s)\n", vmbk_progname, s->boot_seconds);
+    for (i = 0; i < point->disks->len; i++) {
+        vmbkPointDisk *pd = g_ptr_array_index(point->disks, i);
+        g_ptr_array_add(targets, pd->target);
+        g_ptr_array_add(digests, pd->digest);
+        g_ptr_array_add(images, g_build_filename(tmpdir, pd->image, NULL));
+    }
+    if (!(jobdir = vmbkJobDirCreate(b->uuid, "appliance")))
+        return -1;
+    ret = vmbkApplianceCheckDigests(s, jobdir, targets, images, digests, &interrupted,
+                                    vmbkBackupTestPause);
+    vmbkJobDirRemove(jobdir);
+    return ret;
+}
+
 static int
 vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
 {
@@ -598,6 +632,8 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
         ret = vmbkBackupSnapshot(b, point, tmpdir);
     else
         ret = vmbkBackupCheckpoint(b, point, tmpdir);
+    if (ret == 0 && b->via_appliance)
+        ret = vmbkBackupAppliance(b, point, tmpdir);
     if (ret == 0 && b->plugins->len > 0)
         ret = vmbkBackupPlugins(b, point, tmpdir);
     if (ret == 0 && interrupted) {
@@ -672,7 +708,7 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
 
 VMBK_COMMAND(vmbkCmdBackup)
 {
-    const char *repo_path = NULL, *level_arg = "auto", *method_arg = NULL;
+    const char *repo_path = NULL, *level_arg = "auto", *method_arg = NULL, *via = "host";
     g_auto(GStrv) wanted = NULL;
     g_auto(GStrv) plugin_args = NULL;
     gboolean quiesce = FALSE, json = FALSE, no_progress = FALSE, no_catalog = FALSE;
@@ -691,6 +727,9 @@ VMBK_COMMAND(vmbkCmdBackup)
           "snapshot, full only, for raw disks)", "METHOD" },
         { "plugin", 0, 0, G_OPTION_ARG_STRING_ARRAY, &plugin_args, "also run this plugin on "
           "the point (repeatable; 'vmbk plugins' lists them)", "NAME[:KEY=VALUE,...]" },
+        { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (the default) or appliance: the "
+          "backup appliance VM also reads each new image, hotplugged read-only, and checks its "
+          "digest ('vmbk appliance')", "RUNNER" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the new point as JSON", NULL },
         { "no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress, "no progress bar", NULL },
         { "no-catalog", 0, 0, G_OPTION_ARG_NONE, &no_catalog, "do not inspect the new point nor "
@@ -725,6 +764,11 @@ VMBK_COMMAND(vmbkCmdBackup)
                   method_arg);
         return -1;
     }
+    if (!g_str_equal(via, "host") && !g_str_equal(via, "appliance")) {
+        vmbkError(VMBK_ERR_USAGE, "backup: unknown runner '%s'; use --via host or --via "
+                  "appliance", via);
+        return -1;
+    }
     if (!repo_path) {
         vmbkError(VMBK_ERR_USAGE, "backup: no repository given; pass -r REPO");
         return -1;
@@ -752,6 +796,7 @@ VMBK_COMMAND(vmbkCmdBackup)
 
     b.global = global;
     b.plugins = plugins;
+    b.via_appliance = g_str_equal(via, "appliance");
     b.name = argv[1];
     b.quiesce = quiesce;
     b.level_auto = g_str_equal(level, "auto");

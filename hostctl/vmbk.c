@@ -17,7 +17,8 @@
 
 static const vmbkCommand commands[] = {
     { "backup", "DOMAIN -r REPO [-l full|inc|diff|auto] [--disk TARGET]... [--quiesce] "
-      "[--method checkpoint|snapshot] [--plugin NAME[:KEY=VALUE,...]]... [--no-catalog] [--json]",
+      "[--method checkpoint|snapshot] [--plugin NAME[:KEY=VALUE,...]]... [--via host|appliance] "
+      "[--no-catalog] [--json]",
       "take a live, point-in-time backup of a running domain", vmbkCmdBackup },
     { "list", "-r REPO [DOMAIN] [--json]", "list the points in a repository", vmbkCmdList },
     { "verify", "-r REPO DOMAIN [--point ID|latest|all]",
@@ -47,6 +48,8 @@ static const vmbkCommand commands[] = {
       vmbkCmdDisks },
     { "accel", "", "say whether VMs vmbk starts get KVM or TCG (probes KVM)",
       vmbkCmdAccel },
+    { "appliance", "build|start|stop|status [--force] [--idle SECONDS] [--json]",
+      "the backup appliance VM: build its image, start, stop, status", vmbkCmdAppliance },
     { "plugins", "[--json]", "list the installed plugins", vmbkCmdPlugins },
     /* Internal: the child process a plugin runs in (runner.c); not in --help. */
     { "plugin-run", "--plugin SO ...", NULL, vmbkCmdPluginRun },

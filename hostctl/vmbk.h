@@ -35,6 +35,7 @@ virDomainPtr vmbkLookupDomain(virConnectPtr conn, const char *name);
 /* The commands, one file each. */
 #define VMBK_COMMAND(name) int name(vmbkGlobal *global, const vmbkCommand *cmd, int argc, char **argv)
 VMBK_COMMAND(vmbkCmdAccel);
+VMBK_COMMAND(vmbkCmdAppliance);
 VMBK_COMMAND(vmbkCmdBackup);
 VMBK_COMMAND(vmbkCmdCat);
 VMBK_COMMAND(vmbkCmdCopyOut);

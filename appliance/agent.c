@@ -1,0 +1,311 @@
+/* vmbk-agent: the agent inside the backup appliance
+ *
+ * Serves hostctl's requests (common/agentproto.h) on the appliance's virtio-serial port, one at a
+ * time: HELLO, PING, LIST_DISKS, DIGEST of a hotplugged disk found by its <serial>, SHUTDOWN.  It
+ * exits after --idle seconds without a request; /init then powers the appliance off.
+ *
+ * The port reads 0 bytes while no host end is connected (each vmbk command connects anew), and
+ * poll() says POLLHUP then: wait a little and read again.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#include <glib.h>
+
+#include "agentproto.h"
+#include "digest.h"
+#include "vmbk-error.h"
+
+#define READ_CHUNK (4 * 1024 * 1024) /* 64 leaves per read */
+
+static int port_fd = -1;
+static gint64 start_time;
+
+static int
+vmbkAgentSend(uint16_t type, uint32_t id, const char *payload)
+{
+    g_autoptr(GBytes) frame = vmbkAgentFrameEncode(type, id, payload, strlen(payload));
+    gsize len;
+    const uint8_t *p = g_bytes_get_data(frame, &len);
+
+    while (len > 0) {
+        ssize_t r = write(port_fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            fprintf(stderr, "vmbk-agent: cannot write to the port: %s\n", g_strerror(errno));
+            return -1;
+        }
+        p += r;
+        len -= r;
+    }
+    return 0;
+}
+
+static int
+vmbkAgentError(uint32_t id, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int
+vmbkAgentError(uint32_t id, const char *fmt, ...)
+{
+    g_autofree char *msg = NULL;
+    g_autofree char *payload = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_strdelimit(msg, "\n", ' ');
+    fprintf(stderr, "vmbk-agent: %s\n", msg);
+    payload = g_strdup_printf("message=%s\n", msg);
+    return vmbkAgentSend(VMBK_AGENT_MSG_ERROR, id, payload);
+}
+
+static double
+vmbkAgentUptime(void)
+{
+    return (g_get_monotonic_time() - start_time) / 1e6;
+}
+
+/* The serial of a SCSI disk: the unit serial number VPD page (0x80) that qemu fills from
+ * <serial>: 4 bytes of header, then the serial. */
+static char *
+vmbkAgentDiskSerial(const char *dev)
+{
+    g_autofree char *path = g_strdup_printf("/sys/block/%s/device/vpd_pg80", dev);
+    g_autofree char *data = NULL;
+    gsize len;
+
+    if (!g_file_get_contents(path, &data, &len, NULL) || len <= 4)
+        return NULL;
+    return g_strstrip(g_strndup(data + 4, len - 4));
+}
+
+static uint64_t
+vmbkAgentDiskSize(const char *dev)
+{
+    g_autofree char *path = g_strdup_printf("/sys/block/%s/size", dev);
+    g_autofree char *data = NULL;
+
+    if (!g_file_get_contents(path, &data, NULL, NULL))
+        return 0;
+    return g_ascii_strtoull(data, NULL, 10) * 512;
+}
+
+/* The device of the disk with this serial ("sdb"), or NULL. */
+static char *
+vmbkAgentFindDisk(const char *serial)
+{
+    g_autoptr(GDir) d = g_dir_open("/sys/block", 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *s = vmbkAgentDiskSerial(name);
+        if (s && g_str_equal(s, serial))
+            return g_strdup(name);
+    }
+    return NULL;
+}
+
+static int
+vmbkAgentListDisks(uint32_t id)
+{
+    g_autoptr(GString) out = g_string_new(NULL);
+    g_autoptr(GDir) d = g_dir_open("/sys/block", 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *s = vmbkAgentDiskSerial(name);
+        if (s)
+            g_string_append_printf(out, "disk=%s %" PRIu64 " %s\n", s, vmbkAgentDiskSize(name),
+                                   name);
+    }
+    return vmbkAgentSend(VMBK_AGENT_MSG_LIST_DISKS | VMBK_AGENT_RESPONSE, id, out->str);
+}
+
+/* The sha256-tree-64k digest of a whole disk, read through the page cache-free device. */
+static int
+vmbkAgentDigest(uint32_t id, const char *payload)
+{
+    g_autofree char *serial = vmbkAgentPayloadGet(payload, "serial");
+    g_autofree char *timeout = vmbkAgentPayloadGet(payload, "timeout");
+    g_autofree char *dev = NULL;
+    g_autofree char *path = NULL;
+    g_autofree uint8_t *buf = NULL;
+    g_autofree bool *zero = NULL;
+    g_autofree char *root = NULL;
+    g_autofree char *out = NULL;
+    g_autoptr(vmbkDigest) digest = NULL;
+    gint64 deadline, t0 = g_get_monotonic_time();
+    uint64_t size = 0, off;
+    int fd, i;
+
+    if (!serial)
+        return vmbkAgentError(id, "DIGEST without a serial");
+    /* A hotplugged disk takes a moment to appear. */
+    deadline = t0 + (timeout ? g_ascii_strtoull(timeout, NULL, 10) : 30) * G_USEC_PER_SEC;
+    for (i = 0; !(dev = vmbkAgentFindDisk(serial)); i++) {
+        if (g_get_monotonic_time() > deadline)
+            return vmbkAgentError(id, "no disk with serial '%s' appeared", serial);
+        g_usleep(20 * 1000);
+    }
+    path = g_strdup_printf("/dev/%s", dev);
+    /* O_DIRECT: no copy through the page cache (each costs under TCG); buf is page-aligned. */
+    for (i = 0; (fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)) < 0; i++) {
+        if (errno != ENOENT || g_get_monotonic_time() > deadline)
+            return vmbkAgentError(id, "cannot open '%s' (serial '%s'): %s", path, serial,
+                                  g_strerror(errno));
+        g_usleep(20 * 1000);
+    }
+    if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+        close(fd);
+        return vmbkAgentError(id, "cannot get the size of '%s': %s", path, g_strerror(errno));
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (!(digest = vmbkDigestCreate("/tmp/digest.leaves", NULL, size))) {
+        close(fd);
+        return vmbkAgentError(id, "%s", vmbkErrorMessage());
+    }
+    unlink("/tmp/digest.leaves");
+    if (posix_memalign((void **) &buf, 4096, READ_CHUNK) != 0)
+        g_error("out of memory");
+    zero = g_new0(bool, READ_CHUNK / VMBK_DIGEST_LEAF_SIZE);
+    for (off = 0; off < size;) {
+        size_t want = MIN((uint64_t) READ_CHUNK, size - off), got = 0;
+
+        while (got < want) {
+            ssize_t r = pread(fd, buf + got, want - got, off + got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                int e = r < 0 ? errno : EIO;
+                close(fd);
+                return vmbkAgentError(id, "cannot read '%s' at %" PRIu64 ": %s", path,
+                                      off + got, g_strerror(e));
+            }
+            got += r;
+        }
+        if (vmbkDigestHashLeaves(digest, off / VMBK_DIGEST_LEAF_SIZE,
+                                 (want + VMBK_DIGEST_LEAF_SIZE - 1) / VMBK_DIGEST_LEAF_SIZE, buf,
+                                 zero) < 0) {
+            close(fd);
+            return vmbkAgentError(id, "%s", vmbkErrorMessage());
+        }
+        off += want;
+    }
+    close(fd);
+    if (!(root = vmbkDigestRoot(digest)))
+        return vmbkAgentError(id, "%s", vmbkErrorMessage());
+    out = g_strdup_printf("serial=%s\ndevice=%s\nsize=%" PRIu64 "\nalgorithm=%s\nroot=%s\n"
+                          "seconds=%.3f\n", serial, path, size, VMBK_DIGEST_ALGORITHM, root,
+                          (g_get_monotonic_time() - t0) / 1e6);
+    return vmbkAgentSend(VMBK_AGENT_MSG_DIGEST | VMBK_AGENT_RESPONSE, id, out);
+}
+
+/* Serve one request; 1 when it asked the agent to exit. */
+static int
+vmbkAgentServe(vmbkAgentFrame *req)
+{
+    g_autofree char *out = NULL;
+    struct utsname u;
+
+    switch (req->type) {
+    case VMBK_AGENT_MSG_HELLO:
+        uname(&u);
+        out = g_strdup_printf("version=%d\nagent=%s\nuptime=%.3f\nkernel=%s\n",
+                              VMBK_AGENT_PROTO_VERSION, PACKAGE_VERSION, vmbkAgentUptime(),
+                              u.release);
+        vmbkAgentSend(req->type | VMBK_AGENT_RESPONSE, req->id, out);
+        return 0;
+    case VMBK_AGENT_MSG_PING:
+        out = g_strdup_printf("uptime=%.3f\n", vmbkAgentUptime());
+        vmbkAgentSend(req->type | VMBK_AGENT_RESPONSE, req->id, out);
+        return 0;
+    case VMBK_AGENT_MSG_LIST_DISKS:
+        vmbkAgentListDisks(req->id);
+        return 0;
+    case VMBK_AGENT_MSG_DIGEST:
+        vmbkAgentDigest(req->id, req->payload->str);
+        return 0;
+    case VMBK_AGENT_MSG_SHUTDOWN:
+        vmbkAgentSend(req->type | VMBK_AGENT_RESPONSE, req->id, "");
+        return 1;
+    default:
+        vmbkAgentError(req->id, "unknown request type %u", (unsigned int) req->type);
+        return 0;
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "port", required_argument, NULL, 'p' },
+        { "idle", required_argument, NULL, 'i' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *port = "/dev/virtio-ports/" VMBK_AGENT_PORT;
+    g_autoptr(GByteArray) in = g_byte_array_new();
+    unsigned int idle = 600;
+    gint64 last;
+    uint8_t chunk[65536];
+    int c;
+
+    vmbk_progname = "vmbk-agent";
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'p')
+            port = optarg;
+        else if (c == 'i')
+            idle = atoi(optarg);
+        else
+            return 2;
+    }
+    start_time = last = g_get_monotonic_time();
+    if ((port_fd = open(port, O_RDWR | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "vmbk-agent: cannot open '%s': %s\n", port, g_strerror(errno));
+        return 1;
+    }
+    fprintf(stderr, "vmbk-agent %s: protocol %d on %s, idle %u s\n", PACKAGE_VERSION,
+            VMBK_AGENT_PROTO_VERSION, port, idle);
+
+    for (;;) {
+        g_autoptr(vmbkAgentFrame) req = NULL;
+        size_t skipped = 0;
+        ssize_t r;
+
+        if (vmbkAgentFrameTake(in, &req, &skipped) == 1) {
+            last = g_get_monotonic_time();
+            if (vmbkAgentServe(req) == 1)
+                return 0;
+            continue;
+        }
+        if (idle && g_get_monotonic_time() - last > (gint64) idle * G_USEC_PER_SEC) {
+            fprintf(stderr, "vmbk-agent: idle for %u s, exiting\n", idle);
+            return 0;
+        }
+        r = read(port_fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno != EAGAIN) {
+            fprintf(stderr, "vmbk-agent: cannot read the port: %s\n", g_strerror(errno));
+            return 1;
+        }
+        if (r <= 0) {
+            /* No host end connected: what was half-read is gone with it. */
+            g_byte_array_set_size(in, 0);
+            g_usleep(50 * 1000);
+            continue;
+        }
+        g_byte_array_append(in, chunk, r);
+    }
+}
