@@ -350,3 +350,75 @@ vmbkDigestFile(const char *path, uint64_t *size)
         return g_string_free(hex, FALSE);
     }
 }
+
+static char *
+vmbkDigestFdTree(int fd, const char *path, uint64_t *size)
+{
+    enum { N = 16 }; /* leaves per read: 1 MiB */
+    g_autofree unsigned char *buf = g_malloc(N * LEAF);
+    g_autoptr(vmbkDigest) digest = NULL;
+    struct stat sb;
+    uint64_t leaf = 0;
+
+    if (fstat(fd, &sb) < 0) {
+        vmbkErrorSystem(errno, "cannot read '%s'", path);
+        return NULL;
+    }
+    if (!(digest = vmbkDigestCreate(NULL, NULL, sb.st_size)) ||
+        vmbkDigestSetZeroLeaves(digest, 0, digest->nleaves) < 0)
+        return NULL;
+    while (leaf < digest->nleaves) {
+        off_t data = lseek(fd, leaf * LEAF, SEEK_DATA);
+        off_t hole;
+        uint64_t end;
+
+        if (data < 0 && errno == ENXIO)
+            break; /* a hole to the end */
+        if (data < 0 || (hole = lseek(fd, data, SEEK_HOLE)) < 0) {
+            vmbkErrorSystem(errno, "cannot read '%s'", path);
+            return NULL;
+        }
+        leaf = data / LEAF;
+        end = MIN(((uint64_t) hole + LEAF - 1) / LEAF, digest->nleaves);
+        while (leaf < end) {
+            uint64_t n = MIN(end - leaf, (uint64_t) N);
+            size_t len = 0, want = 0;
+            bool zero[N];
+            uint64_t k;
+
+            for (k = 0; k < n; k++)
+                want += vmbkDigestLeafLength(digest, leaf + k);
+            while (len < want) {
+                ssize_t r = pread(fd, buf + len, want - len, leaf * LEAF + len);
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0) {
+                    vmbkErrorSystem(r < 0 ? errno : EIO, "cannot read '%s'", path);
+                    return NULL;
+                }
+                len += r;
+            }
+            if (vmbkDigestHashLeaves(digest, leaf, n, buf, zero) < 0)
+                return NULL;
+            leaf += n;
+        }
+    }
+    if (size)
+        *size = sb.st_size;
+    return vmbkDigestRoot(digest);
+}
+
+char *
+vmbkDigestFileTree(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char *root;
+
+    if (fd < 0) {
+        vmbkErrorSystem(errno, "cannot open '%s'", path);
+        return NULL;
+    }
+    root = vmbkDigestFdTree(fd, path, size);
+    close(fd);
+    return root;
+}

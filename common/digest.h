@@ -59,3 +59,7 @@ int vmbkDigestSync(vmbkDigest *digest);
 
 /* The plain SHA-256 of a whole file, in hex (plugin outputs); its size in *size. */
 char *vmbkDigestFile(const char *path, uint64_t *size);
+
+/* The sha256-tree-64k digest of a whole file (plugin outputs), as for a disk of the file's size:
+ * only its data ranges are read (SEEK_DATA), so a sparse image costs what it stores. */
+char *vmbkDigestFileTree(const char *path, uint64_t *size);

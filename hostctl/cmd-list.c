@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "digest.h"
 #include "inspection.h"
 #include "json.h"
 #include "repo.h"
@@ -80,7 +81,11 @@ vmbkPointJson(vmbkJson *out, const vmbkPoint *point)
             vmbkJsonKeyString(out, "name", o->name);
             vmbkJsonKeyString(out, "path", path);
             vmbkJsonKeyInt(out, "size", o->size);
-            vmbkJsonKeyString(out, "sha256", o->sha256);
+            vmbkJsonKey(out, "digest");
+            vmbkJsonBeginObject(out);
+            vmbkJsonKeyString(out, "algorithm", VMBK_DIGEST_ALGORITHM);
+            vmbkJsonKeyString(out, "value", o->digest);
+            vmbkJsonEnd(out);
             vmbkJsonEnd(out);
         }
         vmbkJsonEnd(out);

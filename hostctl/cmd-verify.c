@@ -26,14 +26,14 @@ vmbkVerifyPluginOutputs(const vmbkPoint *point)
             g_autofree char *sha = NULL;
             uint64_t size;
 
-            if (!(sha = vmbkDigestFile(path, &size))) {
+            if (!(sha = vmbkDigestFileTree(path, &size))) {
                 g_autofree char *why = g_strdup(vmbkErrorMessage());
                 vmbkErrorReset();
                 vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s', output '%s' of plugin "
                           "'%s': %s", point->id, point->domain, o->name, pp->name, why);
                 return -1;
             }
-            if (size != o->size || !g_str_equal(sha, o->sha256)) {
+            if (size != o->size || !g_str_equal(sha, o->digest)) {
                 vmbkError(VMBK_ERR_OPERATION, "point %s of domain '%s', output '%s' of plugin "
                           "'%s' does not match its digest (%" PRIu64 " bytes, %" PRIu64
                           " recorded); the repository is damaged", point->id, point->domain,
@@ -91,7 +91,7 @@ VMBK_COMMAND(vmbkCmdVerify)
 
     if (vmbkParseOptions(cmd, entries,
                          "Recomputes each disk's digest from the repository's qcow2 chain and\n"
-                         "checks the chain's links and images, and the SHA-256 of each plugin\n"
+                         "checks the chain's links and images, and the digest of each plugin\n"
                          "output.  Exit status 0 only if intact.",
                          &argc, &argv, 1, 1) < 0)
         return -1;

@@ -12,7 +12,7 @@
  *     </disk>
  *     <plugin name='raw' version='0.1.0'>          outputs of a plugin, in the folder raw/
  *       <config key='k'>v</config>
- *       <output name='vda.raw' size='1073741824' sha256='hex'/>
+ *       <output name='vda.raw' size='1073741824' digest='hex' algorithm='sha256-tree-64k'/>
  *     </plugin>
  *   </point>
  */
@@ -114,7 +114,8 @@ vmbkPointWriteManifest(const vmbkPoint *point, const char *dir)
             xmlTextWriterStartElement(w, BAD_CAST "output");
             xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST o->name);
             xmlTextWriterWriteFormatAttribute(w, BAD_CAST "size", "%" PRIu64, o->size);
-            xmlTextWriterWriteAttribute(w, BAD_CAST "sha256", BAD_CAST o->sha256);
+            xmlTextWriterWriteAttribute(w, BAD_CAST "digest", BAD_CAST o->digest);
+            xmlTextWriterWriteAttribute(w, BAD_CAST "algorithm", BAD_CAST VMBK_DIGEST_ALGORITHM);
             xmlTextWriterEndElement(w);
         }
         xmlTextWriterEndElement(w);
@@ -186,8 +187,8 @@ vmbkPointLoadPlugins(vmbkPoint *point, xmlXPathContextPtr ctx, const char *path)
 
             g_ptr_array_add(pp->outputs, out);
             out->name = vmbkXPathString(ctx, o, "string(@name)");
-            out->sha256 = vmbkXPathString(ctx, o, "string(@sha256)");
-            if (!out->name || strchr(out->name, '/') || out->name[0] == '.' || !out->sha256 ||
+            out->digest = vmbkXPathString(ctx, o, "string(@digest)");
+            if (!out->name || strchr(out->name, '/') || out->name[0] == '.' || !out->digest ||
                 !vmbkParseU64(size, &out->size)) {
                 vmbkError(VMBK_ERR_OPERATION, "the manifest '%s' is damaged: output %d of "
                           "plugin '%s' is incomplete", path, j + 1, pp->name);

@@ -348,7 +348,7 @@ vmbkPluginCollect(const char *dir)
 
         g_ptr_array_add(outputs, o);
         o->name = g_strdup(g_ptr_array_index(names, i));
-        if (!(o->sha256 = vmbkDigestFile(path, &o->size)))
+        if (!(o->digest = vmbkDigestFileTree(path, &o->size)))
             return NULL;
     }
     return g_steal_pointer(&outputs);
@@ -395,6 +395,7 @@ vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run, vmbkPoi
     vmbkJobDirRemove(jobdir);
     if (r < 0)
         return -1;
+    vmbkDebug("plugin %s: runner done; recording its outputs", spec->name);
 
     /* The runner names the folder after the plugin's own name. */
     pp = g_new0(vmbkPointPlugin, 1);

@@ -49,7 +49,7 @@ vmbkPointOutputFree(vmbkPointOutput *out)
     if (!out)
         return;
     g_free(out->name);
-    g_free(out->sha256);
+    g_free(out->digest);
     g_free(out);
 }
 

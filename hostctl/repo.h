@@ -39,7 +39,7 @@ typedef struct _vmbkPointOutput vmbkPointOutput;
 struct _vmbkPointOutput {
     char *name;   /* file name in the plugin's folder */
     uint64_t size;
-    char *sha256; /* hex */
+    char *digest; /* sha256-tree-64k root, hex */
 };
 
 typedef struct _vmbkPointPlugin vmbkPointPlugin;

@@ -45,6 +45,7 @@
 #   assert_image_pattern IMG BYTE OFF LEN  fail unless IMG holds BYTE over OFF..OFF+LEN
 #   expect_fail CODE PATTERN CMD...     CMD must exit CODE with PATTERN on stderr
 #   assert_nothing_left DOM             no job, export, extra disk/image/file/NBD server/socket on DOM
+#   tree_digest FILE                    sha256-tree-64k digest of FILE (python3, not vmbk)
 #   $TMPDIR_TEST                        per-test temporary directory (qemu-readable), removed at exit
 
 set -euo pipefail
@@ -879,4 +880,20 @@ build_hostile_image ()
         rm -rf "$work"
     ) 9>"$dir/hostile.lock"
     echo "$out"
+}
+
+# tree_digest FILE: the sha256-tree-64k digest of FILE (vmbk(1), REPOSITORY), computed here
+# independently of vmbk: SHA-256 over "vmbk-tree-v1", the size (8 bytes, little-endian) and the
+# SHA-256 of each 64 KiB block in order.
+tree_digest ()
+{
+    requires python3
+    python3 - "$1" <<'PY'
+import hashlib, os, struct, sys
+with open(sys.argv[1], "rb") as f:
+    root = hashlib.sha256(b"vmbk-tree-v1" + struct.pack("<Q", os.fstat(f.fileno()).st_size))
+    while block := f.read(65536):
+        root.update(hashlib.sha256(block).digest())
+print(root.hexdigest())
+PY
 }

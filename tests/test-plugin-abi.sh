@@ -25,6 +25,8 @@ qemu-img compare -q -f raw -F qcow2 "$pts/0001/raw/vda.raw" ref1.qcow2 ||
 # Sparse: the raw image stores what the guest has, not its size.
 [ $(($(stat -c %b "$pts/0001/raw/vda.raw") * 512)) -lt $((600 * MiB)) ] ||
     fail "the raw image is not sparse"
+[ "$("$VMBK" list -r "$repo" "$dom" --json | jq -r '.[0].plugins[0].outputs[0].digest.value')" = \
+    "$(tree_digest "$pts/0001/raw/vda.raw")" ] || fail "the manifest's digest of vda.raw is wrong"
 head -1 "$pts/0001/example/vda.map" | grep -q "whole" || fail "a full is not whole to a plugin"
 ! grep -q "^zero" "$pts/0001/example/vda.map" || fail "example:zeroes=no listed zeroes"
 [ "$(jq -r '.[0].plugins | map(.name) | join(",")' <<<"$("$VMBK" list -r "$repo" "$dom" --json)")" \

@@ -52,11 +52,11 @@ dir=$repo/$dom/points/0001
 archives=$(ls -A "$dir/tar")
 [ "$archives" = sda1.tar ] || fail "points/0001/tar holds '$archives', not sda1.tar"
 tarfile=$dir/tar/sda1.tar
-sum=$(sha256sum "$tarfile" | cut -d' ' -f1)
+sum=$(tree_digest "$tarfile")
 size=$(stat -c %s "$tarfile")
 "$VMBK" list -r "$repo" "$dom" --json >"$TMPDIR_TEST/list.json"
 jq -e --arg sum "$sum" --argjson size "$size" '
-    [.[0].plugins[] | select(.name == "tar") | .outputs[] | [.name, .size, .sha256]]
+    [.[0].plugins[] | select(.name == "tar") | .outputs[] | [.name, .size, .digest.value]]
     == [["sda1.tar", $size, $sum]]' "$TMPDIR_TEST/list.json" >/dev/null ||
     fail "list --json does not show sda1.tar ($size bytes, $sum): \
 $(jq -c '.[0].plugins' "$TMPDIR_TEST/list.json")"

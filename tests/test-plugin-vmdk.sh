@@ -32,7 +32,7 @@ point ()
 }
 
 # check_vmdk N CREATE-TYPE CONFIG: point N's vmdk/vda.vmdk is a VMDK of that create type, alone
-# in the plugin's directory, listed with its size and sha256 and the plugin's CONFIG (JSON), and
+# in the plugin's directory, listed with its size and digest and the plugin's CONFIG (JSON), and
 # has the reference's content.
 check_vmdk ()
 {
@@ -46,13 +46,13 @@ check_vmdk ()
     jq -e --arg t "$2" '.format == "vmdk" and ."virtual-size" == 1073741824 and
                         ."format-specific".data."create-type" == $t' <<<"$info" >/dev/null ||
         fail "point $1: not a $2 vmdk of 1 GiB: $info"
-    sum=$(sha256sum "$img" | cut -d' ' -f1)
+    sum=$(tree_digest "$img")
     size=$(stat -c %s "$img")
     "$VMBK" list -r "$repo" "$dom" --json >"$TMPDIR_TEST/list.json"
     jq -e --arg id "$id" --arg sum "$sum" --argjson size "$size" --argjson config "$3" '
         [.[] | select(.point == $id) | .plugins[] | select(.name == "vmdk")] as $p
         | ($p | length) == 1 and $p[0].config == $config
-          and ($p[0].outputs | map([.name, .size, .sha256])) == [["vda.vmdk", $size, $sum]]' \
+          and ($p[0].outputs | map([.name, .size, .digest.value])) == [["vda.vmdk", $size, $sum]]' \
         "$TMPDIR_TEST/list.json" >/dev/null ||
         fail "point $1: list --json does not show vda.vmdk ($size bytes, $sum) with $3: \
 $(jq -c --arg id "$id" '.[] | select(.point == $id) | .plugins' "$TMPDIR_TEST/list.json")"
