@@ -71,15 +71,9 @@ vmbkSinkFinish(struct vmbk_sink *sink, bool keep)
         }
         vmbkOutputFree(out);
     }
-    if (keep && ret == 0 && g_file_test(sink->dir, G_FILE_TEST_IS_DIR)) {
-        int fd = open(sink->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0) {
-            vmbkErrorSystem(errno, "cannot sync '%s'", sink->dir);
-            ret = -1;
-        }
-        if (fd >= 0)
-            close(fd);
-    }
+    if (keep && ret == 0 && g_file_test(sink->dir, G_FILE_TEST_IS_DIR) &&
+        vmbkRepoFsync(sink->dir) < 0)
+        ret = -1;
     g_ptr_array_free(sink->open, TRUE);
     g_free(sink->dir);
     g_free(sink->parent_dir);
