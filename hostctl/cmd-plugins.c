@@ -30,12 +30,6 @@ vmbkPluginsPrint(vmbkJson *json, const vmbkPluginInfo *info)
            info->description ? info->description : "");
 }
 
-static gint
-vmbkPluginsPathCmp(gconstpointer a, gconstpointer b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 VMBK_COMMAND(vmbkCmdPlugins)
 {
     gboolean json = FALSE, verbose = FALSE;
@@ -84,7 +78,7 @@ VMBK_COMMAND(vmbkCmdPlugins)
             else if (g_file_test(built, G_FILE_TEST_IS_REGULAR))
                 g_ptr_array_add(files, g_steal_pointer(&built));
         }
-        g_ptr_array_sort(files, vmbkPluginsPathCmp);
+        g_ptr_array_sort(files, vmbkPluginStrCmp);
         for (j = 0; j < files->len; j++) {
             const char *path = g_ptr_array_index(files, j);
             g_autoptr(vmbkPluginLoaded) pl = vmbkPluginLoad(path);

@@ -321,8 +321,8 @@ vmbkPluginCheck(vmbkPluginSpec *spec)
     return 0;
 }
 
-static gint
-vmbkPluginNameCmp(gconstpointer a, gconstpointer b)
+gint
+vmbkPluginStrCmp(gconstpointer a, gconstpointer b)
 {
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
@@ -340,7 +340,7 @@ vmbkPluginCollect(const char *dir)
 
     while (d && (name = g_dir_read_name(d)))
         g_ptr_array_add(names, g_strdup(name));
-    g_ptr_array_sort(names, vmbkPluginNameCmp);
+    g_ptr_array_sort(names, vmbkPluginStrCmp);
     for (i = 0; i < names->len; i++) {
         g_autofree char *path = g_build_filename(dir, g_ptr_array_index(names, i), NULL);
         vmbkPointOutput *o = g_new0(vmbkPointOutput, 1);

@@ -44,6 +44,8 @@ struct _vmbkPluginLoaded {
 vmbkPluginLoaded *vmbkPluginLoad(const char *path);
 void vmbkPluginUnload(vmbkPluginLoaded *pl);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(vmbkPluginLoaded, vmbkPluginUnload);
+/* g_ptr_array_sort order of an array of strings (file names, paths). */
+gint vmbkPluginStrCmp(gconstpointer a, gconstpointer b);
 /* "block", "file", "block,file" */
 const char *vmbkPluginKind(const struct vmbk_plugin *p);
 
