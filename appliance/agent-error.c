@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <stdarg.h>
+#include <stdio.h>
 
 #include "vmbk-error.h"
 
@@ -43,4 +44,19 @@ void
 vmbkErrorReset(void)
 {
     g_clear_pointer(&first, g_free);
+}
+
+/* On the appliance's console, with VMBK_DEBUG in the agent's environment. */
+void
+vmbkDebug(const char *fmt, ...)
+{
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    if (!g_getenv("VMBK_DEBUG"))
+        return;
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "vmbk-agent: %s\n", msg);
 }

@@ -23,7 +23,7 @@
 
 #include <glib.h>
 
-#include "agentproto.h"
+#include "agent.h"
 #include "digest.h"
 #include "vmbk-error.h"
 
@@ -32,10 +32,17 @@
 static int port_fd = -1;
 static gint64 start_time;
 
-static int
+int
 vmbkAgentSend(uint16_t type, uint32_t id, const char *payload)
 {
     g_autoptr(GBytes) frame = vmbkAgentFrameEncode(type, id, payload, strlen(payload));
+
+    return vmbkAgentSendFrame(frame);
+}
+
+int
+vmbkAgentSendFrame(GBytes *frame)
+{
     gsize len;
     const uint8_t *p = g_bytes_get_data(frame, &len);
 
@@ -53,9 +60,7 @@ vmbkAgentSend(uint16_t type, uint32_t id, const char *payload)
     return 0;
 }
 
-static int
-vmbkAgentError(uint32_t id, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static int
+int
 vmbkAgentError(uint32_t id, const char *fmt, ...)
 {
     g_autofree char *msg = NULL;
@@ -117,6 +122,40 @@ vmbkAgentFindDisk(const char *serial)
     return NULL;
 }
 
+int
+vmbkAgentOpenDisk(const char *serial, unsigned int timeout_s, int flags, char **path)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) timeout_s * G_USEC_PER_SEC;
+
+    vmbkErrorReset();
+    for (;;) {
+        g_autofree char *dev = vmbkAgentFindDisk(serial);
+        int fd, e = ENOENT;
+
+        /* A hotplugged disk shows in sysfs before its device can be opened. */
+        if (dev) {
+            g_autofree char *p = g_strdup_printf("/dev/%s", dev);
+            if ((fd = open(p, O_RDONLY | O_CLOEXEC | flags)) >= 0) {
+                *path = g_steal_pointer(&p);
+                return fd;
+            }
+            e = errno;
+            if (e != ENOENT && e != ENXIO) {
+                vmbkErrorSystem(e, "cannot open '%s' (serial '%s')", p, serial);
+                return -1;
+            }
+        }
+        if (g_get_monotonic_time() > deadline) {
+            if (dev)
+                vmbkErrorSystem(e, "cannot open '/dev/%s' (serial '%s')", dev, serial);
+            else
+                vmbkError(VMBK_ERR_OPERATION, "no disk with serial '%s' appeared", serial);
+            return -1;
+        }
+        g_usleep(20 * 1000);
+    }
+}
+
 static int
 vmbkAgentListDisks(uint32_t id)
 {
@@ -139,34 +178,22 @@ vmbkAgentDigest(uint32_t id, const char *payload)
 {
     g_autofree char *serial = vmbkAgentPayloadGet(payload, "serial");
     g_autofree char *timeout = vmbkAgentPayloadGet(payload, "timeout");
-    g_autofree char *dev = NULL;
     g_autofree char *path = NULL;
     g_autofree uint8_t *buf = NULL;
     g_autofree bool *zero = NULL;
     g_autofree char *root = NULL;
     g_autofree char *out = NULL;
     g_autoptr(vmbkDigest) digest = NULL;
-    gint64 deadline, t0 = g_get_monotonic_time();
+    gint64 t0 = g_get_monotonic_time();
     uint64_t size = 0, off;
-    int fd, i;
+    int fd;
 
     if (!serial)
         return vmbkAgentError(id, "DIGEST without a serial");
-    /* A hotplugged disk takes a moment to appear. */
-    deadline = t0 + (timeout ? g_ascii_strtoull(timeout, NULL, 10) : 30) * G_USEC_PER_SEC;
-    for (i = 0; !(dev = vmbkAgentFindDisk(serial)); i++) {
-        if (g_get_monotonic_time() > deadline)
-            return vmbkAgentError(id, "no disk with serial '%s' appeared", serial);
-        g_usleep(20 * 1000);
-    }
-    path = g_strdup_printf("/dev/%s", dev);
     /* O_DIRECT: no copy through the page cache (each costs under TCG); buf is page-aligned. */
-    for (i = 0; (fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT)) < 0; i++) {
-        if (errno != ENOENT || g_get_monotonic_time() > deadline)
-            return vmbkAgentError(id, "cannot open '%s' (serial '%s'): %s", path, serial,
-                                  g_strerror(errno));
-        g_usleep(20 * 1000);
-    }
+    if ((fd = vmbkAgentOpenDisk(serial, timeout ? g_ascii_strtoull(timeout, NULL, 10) : 30,
+                                O_DIRECT, &path)) < 0)
+        return vmbkAgentError(id, "%s", vmbkErrorMessage());
     if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
         close(fd);
         return vmbkAgentError(id, "cannot get the size of '%s': %s", path, g_strerror(errno));
@@ -214,7 +241,7 @@ vmbkAgentDigest(uint32_t id, const char *payload)
 
 /* Serve one request; 1 when it asked the agent to exit. */
 static int
-vmbkAgentServe(vmbkAgentFrame *req)
+vmbkAgentServe(vmbkAgentFrame *req, GByteArray *in)
 {
     g_autofree char *out = NULL;
     struct utsname u;
@@ -236,6 +263,12 @@ vmbkAgentServe(vmbkAgentFrame *req)
         return 0;
     case VMBK_AGENT_MSG_DIGEST:
         vmbkAgentDigest(req->id, req->payload->str);
+        return 0;
+    case VMBK_AGENT_MSG_PLUGIN_RUN:
+    case VMBK_AGENT_MSG_PLUGIN_DISK:
+    case VMBK_AGENT_MSG_PLUGIN_GO:
+    case VMBK_AGENT_MSG_CANCEL:
+        vmbkAgentPluginServe(port_fd, req, in);
         return 0;
     case VMBK_AGENT_MSG_SHUTDOWN:
         vmbkAgentSend(req->type | VMBK_AGENT_RESPONSE, req->id, "");
@@ -285,7 +318,7 @@ main(int argc, char **argv)
 
         if (vmbkAgentFrameTake(in, &req, &skipped) == 1) {
             last = g_get_monotonic_time();
-            if (vmbkAgentServe(req) == 1)
+            if (vmbkAgentServe(req, in) == 1)
                 return 0;
             continue;
         }

@@ -51,10 +51,13 @@ vmbkAgentMsgName(uint16_t type)
         [VMBK_AGENT_MSG_HELLO] = "HELLO", [VMBK_AGENT_MSG_PING] = "PING",
         [VMBK_AGENT_MSG_LIST_DISKS] = "LIST_DISKS", [VMBK_AGENT_MSG_DIGEST] = "DIGEST",
         [VMBK_AGENT_MSG_SHUTDOWN] = "SHUTDOWN", [VMBK_AGENT_MSG_ERROR] = "ERROR",
+        [VMBK_AGENT_MSG_PLUGIN_RUN] = "PLUGIN_RUN", [VMBK_AGENT_MSG_PLUGIN_DISK] = "PLUGIN_DISK",
+        [VMBK_AGENT_MSG_PLUGIN_GO] = "PLUGIN_GO", [VMBK_AGENT_MSG_OUTPUT] = "OUTPUT",
+        [VMBK_AGENT_MSG_CANCEL] = "CANCEL",
     };
 
     type &= ~VMBK_AGENT_RESPONSE;
-    return type > 0 && type < VMBK_AGENT_MSG_LAST ? names[type] : "UNKNOWN";
+    return type > 0 && type < VMBK_AGENT_MSG_LAST && names[type] ? names[type] : "UNKNOWN";
 }
 
 static void
@@ -64,8 +67,8 @@ vmbkPut16(uint8_t *p, uint16_t v)
     p[1] = v >> 8;
 }
 
-static void
-vmbkPut32(uint8_t *p, uint32_t v)
+void
+vmbkAgentPut32(uint8_t *p, uint32_t v)
 {
     vmbkPut16(p, v & 0xffff);
     vmbkPut16(p + 2, v >> 16);
@@ -77,8 +80,8 @@ vmbkGet16(const uint8_t *p)
     return p[0] | (p[1] << 8);
 }
 
-static uint32_t
-vmbkGet32(const uint8_t *p)
+uint32_t
+vmbkAgentGet32(const uint8_t *p)
 {
     return vmbkGet16(p) | ((uint32_t) vmbkGet16(p + 2) << 16);
 }
@@ -89,7 +92,7 @@ vmbkAgentFrameCrc(const uint8_t *header, const void *payload, size_t len)
     uint8_t h[VMBK_AGENT_HEADER_SIZE];
 
     memcpy(h, header, sizeof(h));
-    vmbkPut32(h + 16, 0);
+    vmbkAgentPut32(h + 16, 0);
     return vmbkAgentCrc32(vmbkAgentCrc32(0, h, sizeof(h)), payload, len);
 }
 
@@ -101,11 +104,11 @@ vmbkAgentFrameEncode(uint16_t type, uint32_t id, const char *payload, size_t len
     memcpy(buf, VMBK_AGENT_MAGIC, 4);
     vmbkPut16(buf + 4, VMBK_AGENT_PROTO_VERSION);
     vmbkPut16(buf + 6, type);
-    vmbkPut32(buf + 8, id);
-    vmbkPut32(buf + 12, len);
+    vmbkAgentPut32(buf + 8, id);
+    vmbkAgentPut32(buf + 12, len);
     if (len)
         memcpy(buf + VMBK_AGENT_HEADER_SIZE, payload, len);
-    vmbkPut32(buf + 16, vmbkAgentFrameCrc(buf, payload, len));
+    vmbkAgentPut32(buf + 16, vmbkAgentFrameCrc(buf, payload, len));
     return g_bytes_new_take(buf, VMBK_AGENT_HEADER_SIZE + len);
 }
 
@@ -124,7 +127,7 @@ vmbkAgentFrameTake(GByteArray *buf, vmbkAgentFrame **out, size_t *skipped)
         }
         if (buf->len < VMBK_AGENT_HEADER_SIZE)
             return 0;
-        len = vmbkGet32(h + 12);
+        len = vmbkAgentGet32(h + 12);
         if (vmbkGet16(h + 4) != VMBK_AGENT_PROTO_VERSION || len > VMBK_AGENT_MAX_PAYLOAD) {
             g_byte_array_remove_index(buf, 0);
             (*skipped)++;
@@ -132,7 +135,7 @@ vmbkAgentFrameTake(GByteArray *buf, vmbkAgentFrame **out, size_t *skipped)
         }
         if (buf->len < VMBK_AGENT_HEADER_SIZE + len)
             return 0;
-        if (vmbkGet32(h + 16) != vmbkAgentFrameCrc(h, h + VMBK_AGENT_HEADER_SIZE, len)) {
+        if (vmbkAgentGet32(h + 16) != vmbkAgentFrameCrc(h, h + VMBK_AGENT_HEADER_SIZE, len)) {
             g_byte_array_remove_index(buf, 0);
             (*skipped)++;
             continue;
@@ -140,7 +143,7 @@ vmbkAgentFrameTake(GByteArray *buf, vmbkAgentFrame **out, size_t *skipped)
         *out = g_new0(vmbkAgentFrame, 1);
         (*out)->version = vmbkGet16(h + 4);
         (*out)->type = vmbkGet16(h + 6);
-        (*out)->id = vmbkGet32(h + 8);
+        (*out)->id = vmbkAgentGet32(h + 8);
         (*out)->payload = g_string_new_len((const char *) h + VMBK_AGENT_HEADER_SIZE, len);
         g_byte_array_remove_range(buf, 0, VMBK_AGENT_HEADER_SIZE + len);
         return 1;
@@ -161,4 +164,55 @@ vmbkAgentPayloadGet(const char *payload, const char *key)
         p = eol ? eol + 1 : NULL;
     }
     return NULL;
+}
+
+GBytes *
+vmbkAgentFrameEncodeData(uint16_t type, uint32_t id, const char *header, const void *data,
+                         size_t len)
+{
+    g_autoptr(GString) payload = g_string_new(header);
+
+    g_string_append_c(payload, '\n');
+    g_string_append_len(payload, data, len);
+    return vmbkAgentFrameEncode(type, id, payload->str, payload->len);
+}
+
+char *
+vmbkAgentPayloadSplit(const GString *payload, const uint8_t **data, size_t *len)
+{
+    const char *end = g_strstr_len(payload->str, payload->len, "\n\n");
+
+    if (!end) {
+        *data = NULL;
+        *len = 0;
+        return g_strdup(payload->str);
+    }
+    *data = (const uint8_t *) end + 2;
+    *len = payload->len - (end + 2 - payload->str);
+    return g_strndup(payload->str, end + 1 - payload->str);
+}
+
+char *
+vmbkAgentEscape(const char *value)
+{
+    return g_uri_escape_string(value, NULL, FALSE);
+}
+
+char *
+vmbkAgentUnescape(const char *value)
+{
+    return value ? g_uri_unescape_string(value, NULL) : NULL;
+}
+
+void
+vmbkAgentPut64(uint8_t *p, uint64_t v)
+{
+    vmbkAgentPut32(p, v & 0xffffffff);
+    vmbkAgentPut32(p + 4, v >> 32);
+}
+
+uint64_t
+vmbkAgentGet64(const uint8_t *p)
+{
+    return vmbkAgentGet32(p) | (uint64_t) vmbkAgentGet32(p + 4) << 32;
 }

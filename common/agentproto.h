@@ -10,9 +10,19 @@
  *   crc      u32      CRC-32 (IEEE) of the header (crc field as zero) and the payload
  *   reserved u32      zero
  *
- * Payloads are UTF-8 text, "key=value" lines; a value runs to the end of its line.  A response is
- * either the request's type with VMBK_AGENT_RESPONSE set, or VMBK_AGENT_MSG_ERROR with a
- * "message=" line.  The port drops what the host sends while the agent does not hold it open, so
+ * Payloads are UTF-8 text, "key=value" lines; a value runs to the end of its line.  A payload
+ * that carries bytes (a plugin, extents, output data) is such a header, an empty line, then the
+ * bytes (vmbkAgentPayloadSplit).  A response is either the request's type with
+ * VMBK_AGENT_RESPONSE set, or VMBK_AGENT_MSG_ERROR with a "message=" line.
+ *
+ * Running a plugin (PLUGIN_*) is a conversation under the id of its PLUGIN_RUN: hostctl sends
+ * PLUGIN_RUN (the plugin's shared object and configuration), one or more PLUGIN_DISK (the extents
+ * to give it; the disks are hotplugged already), then PLUGIN_GO.  The agent runs the plugin in a
+ * child process, which sends OUTPUT frames: hostctl owns the outputs and writes them into the
+ * point.  OUTPUT frames with "sync=1" (open, in_parent, convert, close) wait for their response;
+ * the others are not answered, and a failure among them is reported by the next close.  The
+ * conversation ends with PLUGIN_RUN's response, or an ERROR (the plugin failed or crashed).
+ * CANCEL (same id) kills the child.  The port drops what the host sends while the agent does not hold it open, so
  * a reader that finds no magic skips a byte and tries again: the next frame resynchronises.
  */
 #pragma once
@@ -39,6 +49,13 @@ typedef enum {
     VMBK_AGENT_MSG_SHUTDOWN,   /* -> nothing; the agent exits and the appliance powers off */
     VMBK_AGENT_MSG_ERROR,      /* (response only) message= */
 
+    /* Plugins (see above); values 16 to 31. */
+    VMBK_AGENT_MSG_PLUGIN_RUN = 16, /* plugin=, config=, point's fields; bytes: the .so */
+    VMBK_AGENT_MSG_PLUGIN_DISK,     /* target=, serial=, size=, parent=, last=; bytes: extents */
+    VMBK_AGENT_MSG_PLUGIN_GO,       /* (not answered) run it */
+    VMBK_AGENT_MSG_OUTPUT,          /* agent -> hostctl: op=, handle=, ...; bytes: data */
+    VMBK_AGENT_MSG_CANCEL,          /* (not answered) stop the plugin run with this id */
+
     VMBK_AGENT_MSG_LAST
 } vmbkAgentMsg;
 
@@ -64,6 +81,27 @@ GBytes *vmbkAgentFrameEncode(uint16_t type, uint32_t id, const char *payload, si
  * skip bytes that cannot start a valid frame (bad magic, version, length or CRC) and return 0;
  * *skipped counts them. */
 int vmbkAgentFrameTake(GByteArray *buf, vmbkAgentFrame **out, size_t *skipped);
+
+/* A PLUGIN_DISK extent, little-endian on the wire. */
+#define VMBK_AGENT_EXTENT_SIZE 20 /* u64 offset, u64 length, u32 type (VMBK_EXTENT_*) */
+/* Output data per OUTPUT frame: what a frame holds, less room for the header. */
+#define VMBK_AGENT_DATA_MAX (VMBK_AGENT_MAX_PAYLOAD - 4096)
+
+/* A frame of a header and bytes. */
+GBytes *vmbkAgentFrameEncodeData(uint16_t type, uint32_t id, const char *header,
+                                 const void *data, size_t len);
+/* Split a payload into its header (a string, returned) and its bytes (*data, *len: in payload;
+ * none if it has no empty line). */
+char *vmbkAgentPayloadSplit(const GString *payload, const uint8_t **data, size_t *len);
+
+/* A value that may hold any byte, escaped for a "key=value" line, and back. */
+char *vmbkAgentEscape(const char *value);
+char *vmbkAgentUnescape(const char *value);
+
+void vmbkAgentPut64(uint8_t *p, uint64_t v);
+uint64_t vmbkAgentGet64(const uint8_t *p);
+void vmbkAgentPut32(uint8_t *p, uint32_t v);
+uint32_t vmbkAgentGet32(const uint8_t *p);
 
 /* The value of key in a "key=value" payload, or NULL. */
 char *vmbkAgentPayloadGet(const char *payload, const char *key);

@@ -44,6 +44,13 @@ static int
 vmbkAgentWrite(vmbkAgent *agent, uint16_t type, uint32_t id, const char *payload)
 {
     g_autoptr(GBytes) frame = vmbkAgentFrameEncode(type, id, payload, strlen(payload));
+
+    return vmbkAgentSendFrame(agent, frame);
+}
+
+int
+vmbkAgentSendFrame(vmbkAgent *agent, GBytes *frame)
+{
     gsize len;
     const uint8_t *p = g_bytes_get_data(frame, &len);
 
@@ -214,4 +221,10 @@ vmbkAgentRequest(vmbkAgent *agent, vmbkAgentMsg type, const char *payload,
         return NULL;
     }
     return g_string_free(g_steal_pointer(&frame->payload), FALSE);
+}
+
+int
+vmbkAgentNext(vmbkAgent *agent, uint32_t id, volatile int *interrupted, vmbkAgentFrame **out)
+{
+    return vmbkAgentWait(agent, id, G_MAXINT64, interrupted, out);
 }

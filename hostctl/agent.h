@@ -27,3 +27,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(vmbkAgent, vmbkAgentClose);
  * (a signal), may be NULL. */
 char *vmbkAgentRequest(vmbkAgent *agent, vmbkAgentMsg type, const char *payload,
                        unsigned int timeout_ms, volatile int *interrupted);
+
+/* For conversations (a plugin run): send a frame, and take the next frame with this id, waiting
+ * as long as the channel is open; -1 (reported) when it closes or on interrupted. */
+int vmbkAgentSendFrame(vmbkAgent *agent, GBytes *frame);
+int vmbkAgentNext(vmbkAgent *agent, uint32_t id, volatile int *interrupted,
+                  vmbkAgentFrame **out);

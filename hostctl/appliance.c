@@ -1,9 +1,10 @@
 /* vmbk: the backup appliance VM (see appliance.h, DESIGN.md, appliance/README.md)
  *
  * The appliance directory holds the built image (kernel, initrd, root: ext2, read-only to the
- * VM), the stamp that says what it was built from, the console log, a lock that one vmbk at a
- * time holds while it talks to the agent, and run/, owned by the qemu user, where qemu listens
- * on the agent channel's socket.
+ * VM), the stamp that says what it was built from, and for each appliance running it (by name,
+ * vmbk-appliance unless $VMBK_APPLIANCE_NAME says otherwise) the console log, a lock that one
+ * vmbk at a time holds while it talks to the agent, and in run/, owned by the qemu user, the
+ * socket where qemu listens on the agent's channel.
  */
 #include <config.h>
 
@@ -47,6 +48,23 @@ vmbkApplianceDir(void)
     if (dir && *dir)
         return g_strdup(dir);
     return g_build_filename(state && *state ? state : "/var/lib/vmbk", "appliance", NULL);
+}
+
+const char *
+vmbkApplianceName(void)
+{
+    const char *name = g_getenv("VMBK_APPLIANCE_NAME");
+
+    return name && *name ? name : "vmbk-appliance";
+}
+
+/* A file of the running appliance in dir: NAME.console.log, NAME.lock, run/NAME.sock. */
+static char *
+vmbkApplianceFile(const char *dir, const char *suffix)
+{
+    g_autofree char *file = g_strconcat(vmbkApplianceName(), suffix, NULL);
+
+    return g_build_filename(dir, file, NULL);
 }
 
 /* What the appliance is made of: the recipe's directory, the agent, the domain template. */
@@ -253,7 +271,7 @@ vmbkApplianceBuild(bool force, bool *built)
 virDomainPtr
 vmbkApplianceLookup(virConnectPtr conn)
 {
-    virDomainPtr dom = virDomainLookupByName(conn, VMBK_APPLIANCE_NAME);
+    virDomainPtr dom = virDomainLookupByName(conn, vmbkApplianceName());
 
     virResetLastError();
     if (dom && virDomainIsActive(dom) != 1) {
@@ -295,7 +313,7 @@ vmbkApplianceDomainXml(const char *dir, const char *channel, unsigned int idle)
     g_autofree char *kernel = g_build_filename(dir, "kernel", NULL);
     g_autofree char *initrd = g_build_filename(dir, "initrd", NULL);
     g_autofree char *root = g_build_filename(dir, "root", NULL);
-    g_autofree char *console = g_build_filename(dir, "console.log", NULL);
+    g_autofree char *console = vmbkApplianceFile(dir, ".console.log");
     g_autofree char *cmdline = NULL;
     g_autofree char *notice = NULL;
     xmlChar *text = NULL;
@@ -309,6 +327,7 @@ vmbkApplianceDomainXml(const char *dir, const char *channel, unsigned int idle)
         return NULL;
     ctx = xmlXPathNewContext(doc);
     if (vmbkApplianceSet(ctx, "/domain/@type", vmbkAccelDomainType(accel)) < 0 ||
+        vmbkApplianceSet(ctx, "/domain/name", vmbkApplianceName()) < 0 ||
         vmbkApplianceSet(ctx, "/domain/os/kernel", kernel) < 0 ||
         vmbkApplianceSet(ctx, "/domain/os/initrd", initrd) < 0 ||
         vmbkApplianceSet(ctx, "/domain/devices/disk/source/@file", root) < 0 ||
@@ -327,12 +346,22 @@ vmbkApplianceDomainXml(const char *dir, const char *channel, unsigned int idle)
     return ret;
 }
 
+static char *
+vmbkApplianceChannel(void)
+{
+    g_autofree char *dir = vmbkApplianceDir();
+
+    g_autofree char *run = g_build_filename(dir, "run", NULL);
+
+    return vmbkApplianceFile(run, ".sock");
+}
+
 static int
 vmbkApplianceStart(virConnectPtr conn, unsigned int idle, virDomainPtr *out)
 {
     g_autofree char *dir = vmbkApplianceDir();
     g_autofree char *run = g_build_filename(dir, "run", NULL);
-    g_autofree char *channel = g_build_filename(run, "agent.sock", NULL);
+    g_autofree char *channel = vmbkApplianceChannel();
     g_autofree char *xml = NULL;
     bool built;
     uid_t uid;
@@ -355,18 +384,10 @@ vmbkApplianceStart(virConnectPtr conn, unsigned int idle, virDomainPtr *out)
         return -1;
     vmbkDebug("appliance: starting");
     if (!(*out = virDomainCreateXML(conn, xml, 0))) {
-        vmbkError(VMBK_ERR_LIBVIRT, "cannot start the appliance '%s'", VMBK_APPLIANCE_NAME);
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot start the appliance '%s'", vmbkApplianceName());
         return -1;
     }
     return 0;
-}
-
-static char *
-vmbkApplianceChannel(void)
-{
-    g_autofree char *dir = vmbkApplianceDir();
-
-    return g_build_filename(dir, "run", "agent.sock", NULL);
 }
 
 vmbkApplianceSession *
@@ -374,7 +395,7 @@ vmbkApplianceOpen(virConnectPtr conn, bool start, unsigned int idle)
 {
     g_autoptr(vmbkApplianceSession) s = g_new0(vmbkApplianceSession, 1);
     g_autofree char *dir = vmbkApplianceDir();
-    g_autofree char *lock = g_build_filename(dir, "lock", NULL);
+    g_autofree char *lock = vmbkApplianceFile(dir, ".lock");
     g_autofree char *channel = vmbkApplianceChannel();
     gint64 t0;
 
@@ -497,7 +518,7 @@ vmbkApplianceStop(virConnectPtr conn)
     virResetLastError();
     if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0 &&
         virDomainIsActive(dom) == 1) {
-        vmbkError(VMBK_ERR_LIBVIRT, "cannot stop the appliance '%s'", VMBK_APPLIANCE_NAME);
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot stop the appliance '%s'", vmbkApplianceName());
         return -1;
     }
     virResetLastError();
@@ -587,82 +608,102 @@ vmbkApplianceDetach(virDomainPtr dom, const char *xml)
     return 0;
 }
 
-/* One disk: export, attach, digest, detach (always, once attached). */
-static int
-vmbkApplianceCheckDisk(vmbkApplianceSession *s, const char *jobdir, const char *target,
-                       const char *image, const char *digest, volatile int *interrupted,
-                       int (*pause)(const char *phase))
+void
+vmbkApplianceDiskFree(vmbkApplianceDisk *d)
 {
-    g_autoptr(vmbkQemuNbd) srv = NULL;
-    g_autofree char *serial = g_strdup_printf("vmbk-%s-%06x", target,
-                                              g_random_int_range(0, 1 << 24));
-    g_autofree char *xml = NULL;
-    g_autofree char *req = NULL;
-    g_autofree char *resp = NULL;
-    g_autofree char *root = NULL;
-    g_autofree char *secs = NULL;
-    gint64 t0 = g_get_monotonic_time(), t1;
-    uid_t uid;
-    gid_t gid;
-    int ret = -1;
-
-    if (!(srv = vmbkQemuNbdStart(image, "qcow2", true, 1, jobdir)))
-        return -1;
-    /* qemu (the appliance) connects as the qemu user. */
-    if (getuid() == 0 && vmbkQemuUser(&uid, &gid) && chown(srv->socket, uid, gid) < 0) {
-        vmbkErrorSystem(errno, "cannot give '%s' to the qemu user", srv->socket);
-        return -1;
-    }
-    if (vmbkApplianceAttach(s->dom, srv->socket, serial, &xml) < 0)
-        return -1;
-    t1 = g_get_monotonic_time();
-    vmbkDebug("appliance: %s attached as '%s' in %.3f s", target, serial, (t1 - t0) / 1e6);
-    if (pause && pause("appliance") < 0)
-        goto cleanup;
-    req = g_strdup_printf("serial=%s\ntimeout=%d\n", serial, VMBK_APPLIANCE_DISK_TIMEOUT_S);
-    /* Reading and hashing the whole disk under TCG: allow for it. */
-    if (!(resp = vmbkAgentRequest(s->agent, VMBK_AGENT_MSG_DIGEST, req, 24 * 3600 * 1000,
-                                  interrupted)))
-        goto cleanup;
-    root = vmbkAgentPayloadGet(resp, "root");
-    secs = vmbkAgentPayloadGet(resp, "seconds");
-    vmbkDebug("appliance: %s digest %s in %s s", target, root ? root : "-", secs ? secs : "-");
-    if (!root || !g_str_equal(root, digest)) {
-        vmbkError(VMBK_ERR_OPERATION, "disk '%s' reads differently in the appliance (digest "
-                  "%s) than on the host (%s)", target, root ? root : "none", digest);
-        goto cleanup;
-    }
-    ret = 0;
-
- cleanup:
-    /* Nothing stays attached to an appliance that stopped.  A detach that fails leaves the disk
-     * to the next command (vmbkApplianceSweep); the point's result stands either way. */
-    if (virDomainIsActive(s->dom) == 1 &&
-        virDomainDetachDeviceFlags(s->dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
-        fprintf(stderr, "%s: warning: cannot detach disk '%s' from the appliance (%s); the next "
-                "vmbk command will\n", vmbk_progname, serial, virGetLastErrorMessage());
-    virResetLastError();
-    vmbkDebug("appliance: %s detached, %.3f s in all", target,
-              (g_get_monotonic_time() - t0) / 1e6);
-    return ret;
+    if (!d)
+        return;
+    vmbkQemuNbdStop(d->srv);
+    g_free(d->target);
+    g_free(d->serial);
+    g_free(d->xml);
+    g_free(d);
 }
 
-int
-vmbkApplianceCheckDigests(vmbkApplianceSession *s, const char *jobdir, GPtrArray *targets,
-                          GPtrArray *images, GPtrArray *digests, volatile int *interrupted,
-                          int (*pause)(const char *phase))
+GPtrArray *
+vmbkApplianceAttachImages(vmbkApplianceSession *s, const char *jobdir, GPtrArray *targets,
+                          GPtrArray *images)
+{
+    g_autoptr(GPtrArray) disks =
+        g_ptr_array_new_with_free_func((GDestroyNotify) vmbkApplianceDiskFree);
+    guint i;
+    uid_t uid;
+    gid_t gid;
+
+    for (i = 0; i < targets->len; i++) {
+        vmbkApplianceDisk *d = g_new0(vmbkApplianceDisk, 1);
+        gint64 t0 = g_get_monotonic_time();
+
+        g_ptr_array_add(disks, d);
+        d->target = g_strdup(g_ptr_array_index(targets, i));
+        d->serial = g_strdup_printf("vmbk-%s-%06x", d->target, g_random_int_range(0, 1 << 24));
+        /* The appliance, and vmbk for the extents a plugin is given. */
+        if (!(d->srv = vmbkQemuNbdStart(g_ptr_array_index(images, i), "qcow2", true, 2, jobdir)))
+            goto failed;
+        /* qemu (the appliance) connects as the qemu user. */
+        if (getuid() == 0 && vmbkQemuUser(&uid, &gid) && chown(d->srv->socket, uid, gid) < 0) {
+            vmbkErrorSystem(errno, "cannot give '%s' to the qemu user", d->srv->socket);
+            goto failed;
+        }
+        if (vmbkApplianceAttach(s->dom, d->srv->socket, d->serial, &d->xml) < 0)
+            goto failed;
+        vmbkDebug("appliance: %s attached as '%s' in %.3f s", d->target, d->serial,
+                  (g_get_monotonic_time() - t0) / 1e6);
+    }
+    return g_steal_pointer(&disks);
+
+ failed:
+    vmbkApplianceDetachImages(s, g_steal_pointer(&disks));
+    return NULL;
+}
+
+void
+vmbkApplianceDetachImages(vmbkApplianceSession *s, GPtrArray *disks)
 {
     guint i;
 
-    for (i = 0; i < targets->len; i++) {
-        if (interrupted && *interrupted) {
-            vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) *interrupted);
-            return -1;
-        }
-        if (vmbkApplianceCheckDisk(s, jobdir, g_ptr_array_index(targets, i),
-                                   g_ptr_array_index(images, i), g_ptr_array_index(digests, i),
-                                   interrupted, pause) < 0)
-            return -1;
+    for (i = 0; disks && i < disks->len; i++) {
+        vmbkApplianceDisk *d = g_ptr_array_index(disks, i);
+        gint64 t0 = g_get_monotonic_time();
+
+        if (!d->xml)
+            continue;
+        /* Nothing stays attached to an appliance that stopped.  A detach that fails leaves the
+         * disk to the next command (vmbkApplianceSweep); the point's result stands either way. */
+        if (virDomainIsActive(s->dom) == 1 &&
+            virDomainDetachDeviceFlags(s->dom, d->xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
+            fprintf(stderr, "%s: warning: cannot detach disk '%s' from the appliance (%s); the "
+                    "next vmbk command will\n", vmbk_progname, d->serial,
+                    virGetLastErrorMessage());
+        virResetLastError();
+        vmbkDebug("appliance: %s detached in %.3f s", d->target,
+                  (g_get_monotonic_time() - t0) / 1e6);
+    }
+    if (disks)
+        g_ptr_array_unref(disks);
+}
+
+int
+vmbkApplianceCheckDigest(vmbkApplianceSession *s, const vmbkApplianceDisk *d,
+                         const char *digest, volatile int *interrupted)
+{
+    g_autofree char *req = g_strdup_printf("serial=%s\ntimeout=%d\n", d->serial,
+                                           VMBK_APPLIANCE_DISK_TIMEOUT_S);
+    g_autofree char *resp = NULL;
+    g_autofree char *root = NULL;
+    g_autofree char *secs = NULL;
+
+    /* Reading and hashing the whole disk under TCG: allow for it. */
+    if (!(resp = vmbkAgentRequest(s->agent, VMBK_AGENT_MSG_DIGEST, req, 24 * 3600 * 1000,
+                                  interrupted)))
+        return -1;
+    root = vmbkAgentPayloadGet(resp, "root");
+    secs = vmbkAgentPayloadGet(resp, "seconds");
+    vmbkDebug("appliance: %s digest %s in %s s", d->target, root ? root : "-", secs ? secs : "-");
+    if (!root || !g_str_equal(root, digest)) {
+        vmbkError(VMBK_ERR_OPERATION, "disk '%s' reads differently in the appliance (digest "
+                  "%s) than on the host (%s)", d->target, root ? root : "none", digest);
+        return -1;
     }
     return 0;
 }

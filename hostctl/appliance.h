@@ -8,8 +8,11 @@
 #include <libvirt/libvirt.h>
 
 #include "agent.h"
+#include "plugin.h"
+#include "qemunbd.h"
 
-#define VMBK_APPLIANCE_NAME "vmbk-appliance"
+/* The appliance's domain: $VMBK_APPLIANCE_NAME, else "vmbk-appliance". */
+const char *vmbkApplianceName(void);
 /* <serial> of the appliance's own root disk; disks vmbk hotplugs are "vmbk-TARGET-XXXXXX". */
 #define VMBK_APPLIANCE_ROOT_SERIAL "vmbk-root"
 
@@ -52,10 +55,30 @@ int vmbkApplianceStop(virConnectPtr conn);
 int vmbkApplianceAttach(virDomainPtr dom, const char *socket, const char *serial, char **xml);
 int vmbkApplianceDetach(virDomainPtr dom, const char *xml);
 
-/* Export each of the point's images (in dir) read-only, hotplug it into the appliance, have the
- * agent compute its digest there and check it equals the host's; always detach.  targets,
- * images and digests run in parallel.  pause: the test hook, called with "appliance" while a disk
- * is attached. */
-int vmbkApplianceCheckDigests(vmbkApplianceSession *s, const char *jobdir, GPtrArray *targets,
-                              GPtrArray *images, GPtrArray *digests, volatile int *interrupted,
-                              int (*pause)(const char *phase));
+/* A point's image, exported read-only by qemu-nbd and hotplugged into the appliance. */
+typedef struct _vmbkApplianceDisk vmbkApplianceDisk;
+struct _vmbkApplianceDisk {
+    char *target;
+    char *serial; /* "vmbk-TARGET-XXXXXX": how the agent finds it */
+    char *xml;    /* the device XML to detach it with */
+    vmbkQemuNbd *srv;
+};
+void vmbkApplianceDiskFree(vmbkApplianceDisk *d);
+
+/* Export each image (qcow2) into jobdir and hotplug it; an array of vmbkApplianceDisk, or NULL
+ * (reported) with whatever was attached detached again. */
+GPtrArray *vmbkApplianceAttachImages(vmbkApplianceSession *s, const char *jobdir,
+                                     GPtrArray *targets, GPtrArray *images);
+/* Detach them all (a failure is a warning: the next command's sweep detaches it) and free. */
+void vmbkApplianceDetachImages(vmbkApplianceSession *s, GPtrArray *disks);
+
+/* The agent reads the disk and its digest must equal digest. */
+int vmbkApplianceCheckDigest(vmbkApplianceSession *s, const vmbkApplianceDisk *d,
+                             const char *digest, volatile int *interrupted);
+
+/* appliance-plugin.c: run a (block-level) plugin in the appliance on the attached disks of the
+ * point; its outputs are written into run->dir/NAME on the host, as by vmbkPluginRunPoint, and
+ * recorded in *out (set also on failure: free it). */
+int vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks,
+                           const vmbkPluginSpec *spec, const vmbkPluginRun *run,
+                           vmbkPointPlugin **out);

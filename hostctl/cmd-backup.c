@@ -323,6 +323,23 @@ vmbkNowIso8601(void)
     return g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
 }
 
+/* What a plugin run on the new point is told. */
+static void
+vmbkBackupPluginRun(vmbkBackup *b, vmbkPoint *point, const char *tmpdir,
+                    const vmbkPluginSpec *spec, vmbkPluginRun *run)
+{
+    *run = (vmbkPluginRun) {
+        .domain = b->name, .uuid = b->uuid, .id = point->id, .level = point->level,
+        .time = point->time, .consistency = point->consistency, .dir = tmpdir,
+        .interrupted = &interrupted,
+    };
+    /* Build on the parent's outputs of this plugin, if it has them. */
+    if (b->parent && vmbkPointFindPlugin(b->parent, spec->plugin_name)) {
+        run->parent = b->parent->id;
+        run->parent_dir = b->parent->dir;
+    }
+}
+
 /* Run the --plugin plugins on the new point, in tmpdir: the guest's job has ended, they read the
  * point's own images.  Each runs in a child process; the first failure fails the backup. */
 static int
@@ -330,23 +347,14 @@ vmbkBackupPlugins(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
 {
     guint i, j;
 
-    point->plugins = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointPluginFree);
     for (i = 0; i < b->plugins->len; i++) {
         vmbkPluginSpec *spec = g_ptr_array_index(b->plugins, i);
         g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
         g_autoptr(GPtrArray) targets = g_ptr_array_new();
         vmbkPointPlugin *pp = NULL;
-        vmbkPluginRun run = {
-            .domain = b->name, .uuid = b->uuid, .id = point->id, .level = point->level,
-            .time = point->time, .consistency = point->consistency, .dir = tmpdir,
-            .interrupted = &interrupted,
-        };
+        vmbkPluginRun run;
 
-        /* Build on the parent's outputs of this plugin, if it has them. */
-        if (b->parent && vmbkPointFindPlugin(b->parent, spec->plugin_name)) {
-            run.parent = b->parent->id;
-            run.parent_dir = b->parent->dir;
-        }
+        vmbkBackupPluginRun(b, point, tmpdir, spec, &run);
         for (j = 0; j < point->disks->len; j++) {
             vmbkPointDisk *pd = g_ptr_array_index(point->disks, j);
             g_ptr_array_add(targets, pd->target);
@@ -365,19 +373,20 @@ vmbkBackupPlugins(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     return 0;
 }
 
-/* --via appliance: the appliance reads each new image, hotplugged read-only, and its digest
- * must be the host's.  Started if need be; whatever happens, nothing stays attached. */
+/* --via appliance: each new image is hotplugged read-only into the appliance, whose agent reads
+ * it (its digest must be the host's) and runs the plugins on it.  The appliance is started if
+ * need be; whatever happens, nothing stays attached. */
 static int
 vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
 {
     g_autoptr(virConnect) conn = vmbkConnect(b->global);
     g_autoptr(vmbkApplianceSession) s = NULL;
     g_autoptr(GPtrArray) targets = g_ptr_array_new();
-    g_autoptr(GPtrArray) digests = g_ptr_array_new();
     g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *jobdir = NULL;
+    GPtrArray *disks;
     guint i;
-    int ret;
+    int ret = -1;
 
     if (!conn || !(s = vmbkApplianceOpen(conn, true, 600)))
         return -1;
@@ -386,13 +395,36 @@ vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     for (i = 0; i < point->disks->len; i++) {
         vmbkPointDisk *pd = g_ptr_array_index(point->disks, i);
         g_ptr_array_add(targets, pd->target);
-        g_ptr_array_add(digests, pd->digest);
         g_ptr_array_add(images, g_build_filename(tmpdir, pd->image, NULL));
     }
     if (!(jobdir = vmbkJobDirCreate(b->uuid, "appliance")))
         return -1;
-    ret = vmbkApplianceCheckDigests(s, jobdir, targets, images, digests, &interrupted,
-                                    vmbkBackupTestPause);
+    if (!(disks = vmbkApplianceAttachImages(s, jobdir, targets, images)))
+        goto out;
+    if (vmbkBackupTestPause("appliance") < 0)
+        goto detach;
+    for (i = 0; i < disks->len; i++) {
+        vmbkPointDisk *pd = g_ptr_array_index(point->disks, i);
+        if (vmbkApplianceCheckDigest(s, g_ptr_array_index(disks, i), pd->digest,
+                                     &interrupted) < 0)
+            goto detach;
+    }
+    for (i = 0; i < b->plugins->len; i++) {
+        vmbkPluginSpec *spec = g_ptr_array_index(b->plugins, i);
+        vmbkPointPlugin *pp = NULL;
+        vmbkPluginRun run;
+
+        vmbkBackupPluginRun(b, point, tmpdir, spec, &run);
+        if (vmbkAppliancePluginRun(s, disks, spec, &run, &pp) < 0) {
+            vmbkPointPluginFree(pp);
+            goto detach;
+        }
+        g_ptr_array_add(point->plugins, pp);
+    }
+    ret = 0;
+ detach:
+    vmbkApplianceDetachImages(s, disks);
+ out:
     vmbkJobDirRemove(jobdir);
     return ret;
 }
@@ -438,9 +470,10 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
         ret = vmbkBackupSnapshot(b, point, tmpdir);
     else
         ret = vmbkBackupCheckpoint(b, point, tmpdir);
+    point->plugins = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkPointPluginFree);
     if (ret == 0 && b->via_appliance)
         ret = vmbkBackupAppliance(b, point, tmpdir);
-    if (ret == 0 && b->plugins->len > 0)
+    else if (ret == 0 && b->plugins->len > 0)
         ret = vmbkBackupPlugins(b, point, tmpdir);
     if (ret == 0 && interrupted) {
         vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
@@ -448,9 +481,8 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
     }
     if (ret == 0 && vmbkBackupTestPause("commit") < 0)
         ret = -1;
-    if (ret == 0)
-        ret = vmbkRepoCommitPoint(tmpdir, point);
-    vmbkDebug("point committed");
+    if (ret == 0 && (ret = vmbkRepoCommitPoint(tmpdir, point)) == 0)
+        vmbkDebug("point committed");
 
     if (ret < 0) {
         /* Nothing of this point survives: not its files, not its checkpoint. */
@@ -534,8 +566,8 @@ VMBK_COMMAND(vmbkCmdBackup)
         { "plugin", 0, 0, G_OPTION_ARG_STRING_ARRAY, &plugin_args, "also run this plugin on "
           "the point (repeatable; 'vmbk plugins' lists them)", "NAME[:KEY=VALUE,...]" },
         { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (the default) or appliance: the "
-          "backup appliance VM also reads each new image, hotplugged read-only, and checks its "
-          "digest ('vmbk appliance')", "RUNNER" },
+          "backup appliance VM reads each new image, hotplugged read-only, checks its digest and "
+          "runs the block-level plugins ('vmbk appliance')", "RUNNER" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the new point as JSON", NULL },
         { "no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress, "no progress bar", NULL },
         { "no-catalog", 0, 0, G_OPTION_ARG_NONE, &no_catalog, "do not inspect the new point nor "
@@ -590,6 +622,11 @@ VMBK_COMMAND(vmbkCmdBackup)
         g_ptr_array_add(plugins, spec);
         if (vmbkPluginCheck(spec) < 0)
             return -1;
+        if (g_str_equal(via, "appliance") && spec->kind && strstr(spec->kind, "file")) {
+            vmbkError(VMBK_ERR_USAGE, "backup: plugin '%s' works on files; --via appliance runs "
+                      "block-level plugins only (use --via host for it)", spec->plugin_name);
+            return -1;
+        }
         for (j = 0; j + 1 < plugins->len; j++) {
             vmbkPluginSpec *other = g_ptr_array_index(plugins, j);
             if (g_str_equal(other->plugin_name, spec->plugin_name)) {

@@ -12,6 +12,7 @@
 
 #include "backupjob.h"
 #include "digest.h"
+#include "agentproto.h"
 #include "plugin.h"
 #include "vmbk-error.h"
 
@@ -24,6 +25,7 @@ vmbkPluginSpecFree(vmbkPluginSpec *spec)
     g_free(spec->path);
     g_free(spec->plugin_name);
     g_free(spec->version);
+    g_free(spec->kind);
     if (spec->config)
         g_ptr_array_free(spec->config, TRUE);
     g_free(spec);
@@ -37,20 +39,6 @@ vmbkPluginDirs(void)
     if (path && *path)
         return g_strsplit(path, ":", -1);
     return g_strsplit(PLUGINDIR, ":", -1);
-}
-
-static bool
-vmbkPluginNameValid(const char *name)
-{
-    const char *p;
-
-    if (!*name || strlen(name) > 64)
-        return false;
-    for (p = name; *p; p++) {
-        if (!g_ascii_islower(*p) && !g_ascii_isdigit(*p) && *p != '-' && *p != '_')
-            return false;
-    }
-    return true;
 }
 
 /* The shared object of the plugin named name, or NULL. */
@@ -128,73 +116,6 @@ vmbkPluginSpecParse(const char *arg)
         return NULL;
     }
     return g_steal_pointer(&spec);
-}
-
-vmbkPluginLoaded *
-vmbkPluginLoad(const char *path)
-{
-    g_autoptr(vmbkPluginLoaded) pl = g_new0(vmbkPluginLoaded, 1);
-    struct vmbk_plugin *(*init)(void);
-    struct vmbk_plugin *p;
-
-    pl->path = g_strdup(path);
-    if (!(pl->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
-        vmbkError(VMBK_ERR_OPERATION, "cannot load the plugin '%s': %s", path, dlerror());
-        return NULL;
-    }
-    *(void **) &init = dlsym(pl->dl, "vmbk_plugin_init");
-    if (!init) {
-        vmbkError(VMBK_ERR_OPERATION, "'%s' is not a vmbk plugin: it has no vmbk_plugin_init",
-                  path);
-        return NULL;
-    }
-    if (!(p = init())) {
-        vmbkError(VMBK_ERR_OPERATION, "the plugin '%s' did not register (vmbk_plugin_init "
-                  "returned NULL)", path);
-        return NULL;
-    }
-    if (p->_api_version != VMBK_API_VERSION) {
-        vmbkError(VMBK_ERR_OPERATION, "the plugin '%s' uses API version %d; this vmbk knows "
-                  "version %d only: rebuild it against this vmbk's vmbk-plugin.h", path,
-                  p->_api_version, VMBK_API_VERSION);
-        return NULL;
-    }
-    if (p->_struct_size < offsetof(struct vmbk_plugin, description)) {
-        vmbkError(VMBK_ERR_OPERATION, "the plugin '%s' is damaged: its struct is %llu bytes",
-                  path, (unsigned long long) p->_struct_size);
-        return NULL;
-    }
-    /* Zero-filled, then as much of the plugin's as it has: newer fields stay NULL. */
-    memcpy(&pl->p, p, MIN(sizeof(pl->p), p->_struct_size));
-    if (!pl->p.name || !vmbkPluginNameValid(pl->p.name) || !pl->p.version) {
-        vmbkError(VMBK_ERR_OPERATION, "the plugin '%s' has no valid name or version (a name "
-                  "is lower case letters, digits, '-' and '_')", path);
-        return NULL;
-    }
-    if (!pl->p.disk_begin && !pl->p.fs_begin) {
-        vmbkError(VMBK_ERR_OPERATION, "the plugin '%s' does nothing: it has neither disk_begin "
-                  "nor fs_begin", pl->p.name);
-        return NULL;
-    }
-    return g_steal_pointer(&pl);
-}
-
-void
-vmbkPluginUnload(vmbkPluginLoaded *pl)
-{
-    if (!pl)
-        return;
-    /* The plugin's own strings live in the object: never dlclose under them. */
-    g_free(pl->path);
-    g_free(pl);
-}
-
-const char *
-vmbkPluginKind(const struct vmbk_plugin *p)
-{
-    if (p->disk_begin && p->fs_begin)
-        return "block,file";
-    return p->disk_begin ? "block" : "file";
 }
 
 /* Run 'vmbk plugin-run ARGS...' in a child; on failure report what it said, as the plugin's.  Its
@@ -302,13 +223,15 @@ vmbkPluginCheck(vmbkPluginSpec *spec)
     g_autoptr(GPtrArray) args = g_ptr_array_new();
 
     g_autofree char *out = NULL;
+    g_auto(GStrv) lines = NULL;
     g_auto(GStrv) words = NULL;
 
     g_ptr_array_add(args, (char *) "--check");
     if (vmbkPluginSpawn(spec, args, "to load", NULL, &out) < 0)
         return -1;
-    /* "NAME VERSION" */
-    words = g_strsplit(g_strstrip(out), " ", 2);
+    /* "NAME VERSION", then key=value lines */
+    lines = g_strsplit(out, "\n", 2);
+    words = g_strsplit(g_strstrip(lines[0]), " ", 2);
     if (!words[0] || !words[1]) {
         vmbkError(VMBK_ERR_INTERNAL, "the runner of plugin '%s' said '%s' to --check",
                   spec->name, out);
@@ -318,6 +241,12 @@ vmbkPluginCheck(vmbkPluginSpec *spec)
     spec->plugin_name = g_strdup(words[0]);
     g_free(spec->version);
     spec->version = g_strdup(words[1]);
+    g_free(spec->kind);
+    if (lines[1]) {
+        g_autofree char *view = vmbkAgentPayloadGet(lines[1], "view");
+        spec->kind = vmbkAgentPayloadGet(lines[1], "kind");
+        spec->full_view = g_strcmp0(view, "full") == 0;
+    }
     return 0;
 }
 
@@ -358,9 +287,7 @@ vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run, vmbkPoi
 {
     g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *what = g_strdup_printf("at point %s of domain '%s'", run->id, run->domain);
-    g_autofree char *dir = NULL;
     g_autofree char *jobdir = NULL;
-    vmbkPointPlugin *pp;
     guint i;
     int r;
 
@@ -395,6 +322,15 @@ vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run, vmbkPoi
     if (r < 0)
         return -1;
     vmbkDebug("plugin %s: runner done; recording its outputs", spec->name);
+    return vmbkPluginRecord(spec, run->dir, out);
+}
+
+int
+vmbkPluginRecord(const vmbkPluginSpec *spec, const char *pointdir, vmbkPointPlugin **out)
+{
+    g_autofree char *dir = NULL;
+    vmbkPointPlugin *pp;
+    guint i;
 
     /* The runner names the folder after the plugin's own name. */
     pp = g_new0(vmbkPointPlugin, 1);
@@ -404,7 +340,7 @@ vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run, vmbkPoi
     pp->config = g_ptr_array_new_with_free_func(g_free);
     for (i = 0; i < spec->config->len; i++)
         g_ptr_array_add(pp->config, g_strdup(g_ptr_array_index(spec->config, i)));
-    dir = g_build_filename(run->dir, pp->name, NULL);
+    dir = g_build_filename(pointdir, pp->name, NULL);
     if (!(pp->outputs = vmbkPluginCollect(dir)))
         return -1;
     return 0;

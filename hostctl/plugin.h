@@ -12,6 +12,7 @@
 #include <glib.h>
 
 #include "repo.h"
+#include "pluginapi.h"
 #include "vmbk-plugin.h"
 
 /* --plugin NAME[:key=value,...] */
@@ -22,6 +23,8 @@ struct _vmbkPluginSpec {
     GPtrArray *config; /* of "key=value" */
     char *plugin_name; /* from vmbkPluginCheck: the plugin's own name, and version */
     char *version;
+    char *kind;        /* and vmbkPluginKind, and whether its block_view is VMBK_VIEW_FULL */
+    bool full_view;
 };
 
 void vmbkPluginSpecFree(vmbkPluginSpec *spec);
@@ -33,22 +36,8 @@ vmbkPluginSpec *vmbkPluginSpecParse(const char *arg);
 /* The directories plugins load from: $VMBK_PLUGIN_PATH (colon separated), else PLUGINDIR. */
 char **vmbkPluginDirs(void);
 
-/* A plugin loaded into this process. */
-typedef struct _vmbkPluginLoaded vmbkPluginLoaded;
-struct _vmbkPluginLoaded {
-    void *dl;
-    char *path;
-    struct vmbk_plugin p; /* ours: zero-filled, then the plugin's, up to its _struct_size */
-};
-
-vmbkPluginLoaded *vmbkPluginLoad(const char *path);
-void vmbkPluginUnload(vmbkPluginLoaded *pl);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(vmbkPluginLoaded, vmbkPluginUnload);
 /* g_ptr_array_sort order of an array of strings (file names, paths). */
 gint vmbkPluginStrCmp(gconstpointer a, gconstpointer b);
-/* "block", "file", "block,file" */
-const char *vmbkPluginKind(const struct vmbk_plugin *p);
-
 /* What the runner is asked to do. */
 typedef struct _vmbkPluginRun vmbkPluginRun;
 struct _vmbkPluginRun {
@@ -66,3 +55,5 @@ int vmbkPluginCheck(vmbkPluginSpec *spec);
 /* Run the plugin on the point; on success fill out (version, outputs with their digests). */
 int vmbkPluginRunPoint(const vmbkPluginSpec *spec, const vmbkPluginRun *run,
                        vmbkPointPlugin **out);
+/* The record of the outputs a run left in pointdir/NAME (*out, also on failure: free it). */
+int vmbkPluginRecord(const vmbkPluginSpec *spec, const char *pointdir, vmbkPointPlugin **out);

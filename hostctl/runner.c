@@ -1,7 +1,8 @@
 /* vmbk plugin-run: the child process a plugin runs in (internal; see plugin.h)
  *
  *   vmbk plugin-run --plugin SO [--config K=V]... --check
- *       load the plugin and configure it; print "NAME VERSION"
+ *       load the plugin and configure it; print "NAME VERSION", then "kind=block|file|block,file"
+ *       and "view=changed|full"
  *   vmbk plugin-run --plugin SO [--config K=V]... --domain D --uuid U --id ID --level L
  *       --time T --consistency C --dir POINTDIR [--parent ID --parent-dir DIR]
  *       --disk TARGET=IMAGE...
@@ -33,8 +34,6 @@
 #include "runner.h"
 #include "vmbk.h"
 
-#define MAX_EXTENT (32 * 1024 * 1024)
-
 static volatile int interrupted;
 
 static void
@@ -43,79 +42,7 @@ vmbkRunnerSignal(int sig)
     interrupted = sig;
 }
 
-/* --- what vmbk-plugin.h promises plugins ---------------------------------------------------- */
-
-void
-vmbk_error(const char *fmt, ...)
-{
-    g_autofree char *msg = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    vmbkError(VMBK_ERR_OPERATION, "%s", msg);
-}
-
-void
-vmbk_debug(const char *fmt, ...)
-{
-    g_autofree char *msg = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    vmbkDebug("%s", msg);
-}
-
-int
-vmbk_parse_bool(const char *value)
-{
-    static const char *const yes[] = { "1", "yes", "true", "on", NULL };
-    static const char *const no[] = { "0", "no", "false", "off", NULL };
-    g_autofree char *v = g_ascii_strdown(value ? value : "", -1);
-
-    if (g_strv_contains(yes, v))
-        return 1;
-    if (g_strv_contains(no, v))
-        return 0;
-    vmbk_error("'%s' is not a boolean (use yes or no)", value ? value : "");
-    return -1;
-}
-
-int
-vmbk_parse_size(const char *value, uint64_t *size)
-{
-    char *end;
-    uint64_t n;
-    int shift = 0;
-
-    if (!value || !g_ascii_isdigit(*value))
-        goto bad;
-    errno = 0;
-    n = g_ascii_strtoull(value, &end, 10);
-    if (errno)
-        goto bad;
-    switch (g_ascii_toupper(*end)) {
-    case '\0': break;
-    case 'K': shift = 10; break;
-    case 'M': shift = 20; break;
-    case 'G': shift = 30; break;
-    case 'T': shift = 40; break;
-    default: goto bad;
-    }
-    if (*end && end[1] && !(g_ascii_toupper(end[1]) == 'B' || g_ascii_toupper(end[1]) == 'I'))
-        goto bad;
-    if (shift && n > (UINT64_MAX >> shift))
-        goto bad;
-    *size = n << shift;
-    return 0;
- bad:
-    vmbk_error("'%s' is not a size (a number with an optional K, M, G or T)",
-               value ? value : "");
-    return -1;
-}
+/* --- what vmbk-plugin.h promises plugins: vmbk_read (the rest is in common/pluginapi.c) ------- */
 
 int
 vmbk_read(struct vmbk_source *source, void *buf, uint32_t count, uint64_t offset)
@@ -134,7 +61,7 @@ vmbk_read(struct vmbk_source *source, void *buf, uint32_t count, uint64_t offset
         return -1;
     }
     while (count > 0) {
-        uint32_t n = MIN(count, MAX_EXTENT);
+        uint32_t n = MIN(count, VMBK_RUNNER_MAX_EXTENT);
         if (nbd_pread(source->nbd, p, n, offset, 0) < 0) {
             vmbkError(VMBK_ERR_NBD, "cannot read %s at %" PRIu64, source->what, offset);
             return -1;
@@ -170,9 +97,10 @@ vmbkRunnerExtentCb(void *opaque, const char *metacontext, uint64_t offset, uint3
 }
 
 typedef struct {
-    vmbkPluginLoaded *pl;
-    void *handle;
-    struct vmbk_disk *disk;
+    vmbkExtentFn fn;
+    void *opaque;
+    const char *target;
+    volatile int *interrupted;
     uint64_t start, length; /* the extent being gathered */
     int type;
 } vmbkPending;
@@ -182,17 +110,12 @@ vmbkRunnerFlush(vmbkPending *p)
 {
     if (p->length == 0)
         return 0;
-    if (interrupted) {
-        vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
+    if (p->interrupted && *p->interrupted) {
+        vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) *p->interrupted);
         return -1;
     }
-    if (p->pl->p.extent &&
-        p->pl->p.extent(p->handle, p->disk, p->start, p->length, p->type) < 0) {
-        if (!vmbkErrorMessage())
-            vmbkError(VMBK_ERR_OPERATION, "extent failed on disk '%s' at %" PRIu64
-                      " without saying why", p->disk->target, p->start);
+    if (p->fn(p->opaque, p->start, p->length, p->type) < 0)
         return -1;
-    }
     p->length = 0;
     return 0;
 }
@@ -204,7 +127,7 @@ vmbkRunnerAdd(vmbkPending *p, uint64_t offset, uint64_t length, int type)
         uint64_t n;
 
         if (p->length && (p->start + p->length != offset || p->type != type ||
-                          p->length == MAX_EXTENT)) {
+                          p->length == VMBK_RUNNER_MAX_EXTENT)) {
             if (vmbkRunnerFlush(p) < 0)
                 return -1;
         }
@@ -212,7 +135,7 @@ vmbkRunnerAdd(vmbkPending *p, uint64_t offset, uint64_t length, int type)
             p->start = offset;
             p->type = type;
         }
-        n = MIN(length, MAX_EXTENT - p->length);
+        n = MIN(length, VMBK_RUNNER_MAX_EXTENT - p->length);
         p->length += n;
         offset += n;
         length -= n;
@@ -220,39 +143,39 @@ vmbkRunnerAdd(vmbkPending *p, uint64_t offset, uint64_t length, int type)
     return 0;
 }
 
-/* Give the plugin the disk's extents: all of them, or (changed) those the top image holds. */
-static int
-vmbkRunnerDisk(vmbkPluginLoaded *pl, void *handle, struct vmbk_disk *disk, bool changed)
+int
+vmbkRunnerExtents(struct nbd_handle *nbd, const char *target, uint64_t size, bool changed,
+                  vmbkExtentFn fn, void *opaque, volatile int *stop)
 {
-    struct nbd_handle *nbd = disk->source->nbd;
-    vmbkPending p = { .pl = pl, .handle = handle, .disk = disk };
+    vmbkPending p = { .fn = fn, .opaque = opaque, .target = target,
+                      .interrupted = stop };
     uint64_t offset = 0;
 
     if (changed && nbd_can_meta_context(nbd, "qemu:allocation-depth") != 1) {
         vmbkError(VMBK_ERR_INTERNAL, "qemu-nbd does not tell the allocation depth of disk '%s'",
-                  disk->target);
+                  target);
         return -1;
     }
-    while (offset < disk->size) {
+    while (offset < size) {
         vmbkExtents ex = { g_array_new(FALSE, FALSE, sizeof(uint32_t)),
                            g_array_new(FALSE, FALSE, sizeof(uint32_t)) };
-        uint64_t len = MIN(disk->size - offset, (uint64_t) 1 << 30);
+        uint64_t len = MIN(size - offset, (uint64_t) 1 << 30);
         uint64_t a = offset, d = offset, end;
         guint ia = 0, id = 0;
         int r = 0;
 
-        if (interrupted) {
-            vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) interrupted);
+        if (stop && *stop) {
+            vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) *stop);
             r = -1;
         } else if (nbd_block_status(nbd, len, offset,
                                     (nbd_extent_callback) { .callback = vmbkRunnerExtentCb,
                                                             .user_data = &ex },
                                     0) < 0) {
-            vmbkError(VMBK_ERR_NBD, "cannot get the extents of disk '%s'", disk->target);
+            vmbkError(VMBK_ERR_NBD, "cannot get the extents of disk '%s'", target);
             r = -1;
         } else if (ex.alloc->len < 2 || (changed && ex.depth->len < 2)) {
             vmbkError(VMBK_ERR_INTERNAL, "qemu-nbd returned no extents for disk '%s' at %"
-                      PRIu64, disk->target, offset);
+                      PRIu64, target, offset);
             r = -1;
         }
         /* Walk both lists at once: each piece is a run with one flags value in each. */
@@ -284,12 +207,33 @@ vmbkRunnerDisk(vmbkPluginLoaded *pl, void *handle, struct vmbk_disk *disk, bool 
             return -1;
         if (end <= offset) {
             vmbkError(VMBK_ERR_INTERNAL, "qemu-nbd's extents of disk '%s' make no progress at %"
-                      PRIu64, disk->target, offset);
+                      PRIu64, target, offset);
             return -1;
         }
         offset = end;
     }
     return vmbkRunnerFlush(&p);
+}
+
+typedef struct {
+    vmbkPluginLoaded *pl;
+    void *handle;
+    struct vmbk_disk *disk;
+} vmbkRunnerBlockCtx;
+
+/* An extent, to the plugin. */
+static int
+vmbkRunnerExtent(void *opaque, uint64_t offset, uint64_t length, int type)
+{
+    vmbkRunnerBlockCtx *c = opaque;
+
+    if (c->pl->p.extent && c->pl->p.extent(c->handle, c->disk, offset, length, type) < 0) {
+        if (!vmbkErrorMessage())
+            vmbkError(VMBK_ERR_OPERATION, "extent failed on disk '%s' at %" PRIu64
+                      " without saying why", c->disk->target, offset);
+        return -1;
+    }
+    return 0;
 }
 
 /* Serve one disk image read-only and run the plugin's block level on it. */
@@ -320,7 +264,9 @@ vmbkRunnerBlock(vmbkPluginLoaded *pl, void *handle, const char *jobdir, const ch
     disk.parent = changed ? parent : NULL;
     vmbkDebug("plugin %s: disk %s, %s", pl->p.name, target, changed ? "changes" : "whole");
 
-    if (pl->p.disk_begin(handle, &disk) < 0 || vmbkRunnerDisk(pl, handle, &disk, changed) < 0 ||
+    if (pl->p.disk_begin(handle, &disk) < 0 ||
+        vmbkRunnerExtents(nbd, target, disk.size, changed, vmbkRunnerExtent,
+                          &(vmbkRunnerBlockCtx) { pl, handle, &disk }, &interrupted) < 0 ||
         (pl->p.disk_end && pl->p.disk_end(handle, &disk) < 0)) {
         if (!vmbkErrorMessage())
             vmbkError(VMBK_ERR_OPERATION, "it failed on disk '%s' without saying why", target);
@@ -359,41 +305,6 @@ vmbkRunnerFsEnd(void *opaque, const struct vmbk_fs *fs)
 }
 
 /* --- the command ------------------------------------------------------------------------------- */
-
-static int
-vmbkRunnerConfigure(vmbkPluginLoaded *pl, char **config)
-{
-    size_t i;
-
-    if (pl->p.load && pl->p.load() < 0)
-        goto failed;
-    for (i = 0; config && config[i]; i++) {
-        g_autofree char *key = g_strdup(config[i]);
-        char *eq = strchr(key, '=');
-
-        *eq = '\0';
-        if (!pl->p.config) {
-            vmbkError(VMBK_ERR_USAGE, "it takes no parameters, not '%s'", key);
-            return -1;
-        }
-        if (pl->p.config(key, eq + 1) < 0) {
-            g_autofree char *why = g_strdup(vmbkErrorMessage());
-            vmbkErrorReset();
-            vmbkError(VMBK_ERR_USAGE, "%s=%s: %s", key, eq + 1, why ? why : "rejected");
-            return -1;
-        }
-    }
-    if (pl->p.config_complete && pl->p.config_complete() < 0)
-        goto failed;
-    return 0;
- failed:
-    {
-        g_autofree char *why = g_strdup(vmbkErrorMessage());
-        vmbkErrorReset();
-        vmbkError(VMBK_ERR_USAGE, "%s", why ? why : "its configuration was refused");
-    }
-    return -1;
-}
 
 /* Run the loaded, configured plugin on the point. */
 static int
@@ -508,10 +419,11 @@ VMBK_COMMAND(vmbkCmdPluginRun)
         vmbkError(VMBK_ERR_USAGE, "%s", why);
         return -1;
     }
-    if (vmbkRunnerConfigure(pl, config) < 0)
+    if (vmbkPluginConfigure(pl, config) < 0)
         return -1;
     if (check) {
-        printf("%s %s\n", pl->p.name, pl->p.version);
+        printf("%s %s\nkind=%s\nview=%s\n", pl->p.name, pl->p.version, vmbkPluginKind(&pl->p),
+               pl->p.block_view == VMBK_VIEW_FULL ? "full" : "changed");
         return 0;
     }
     if (!dir || !point.id || !point.domain || !point.level || !disks || (parent && !parent_dir)) {

@@ -28,6 +28,16 @@ struct vmbk_sink {
     GPtrArray *open;   /* of struct vmbk_output: closed and freed at the end */
 };
 
+/* The largest extent a plugin is given, and vmbk_read reads at once. */
+#define VMBK_RUNNER_MAX_EXTENT (32 * 1024 * 1024)
+
+/* The extents of the disk served on nbd (connected with base:allocation and
+ * qemu:allocation-depth), in order, merged and cut at VMBK_RUNNER_MAX_EXTENT: all of them, or
+ * (changed) those its top image holds, i.e. what the point changed. */
+typedef int (*vmbkExtentFn)(void *opaque, uint64_t offset, uint64_t length, int type);
+int vmbkRunnerExtents(struct nbd_handle *nbd, const char *target, uint64_t size, bool changed,
+                      vmbkExtentFn fn, void *opaque, volatile int *interrupted);
+
 /* sink.c */
 struct vmbk_sink *vmbkSinkNew(const char *dir, const char *parent_dir, const char *scratch_dir);
 /* Close what the plugin left open (an error if keep); free. */

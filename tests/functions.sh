@@ -22,6 +22,7 @@
 #   requires_root                       skip unless running as root
 #   cleanup_fn CMD [ARGS...]            run CMD at exit (LIFO, always, status kept)
 #   wait_for SECS DESC CMD...           poll CMD until it succeeds or fail naming DESC
+#   use_test_appliance                  the build tree's appliance, image cached; sets $appliance
 #   start_libvirtd                      start virtlogd + libvirtd if needed, wait for them
 #   debian_tree                         build/cache a debootstrap minbase tarball; print its path
 #   make_guest_image EXTRA_DIR OUT      build a 1 GiB qcow2 (MBR, ext4: tree + EXTRA_DIR, idle boot code)
@@ -141,6 +142,27 @@ trap 'exit 143' TERM
 
 # wait_for SECONDS DESCRIPTION CMD...: run CMD every second until it
 # succeeds; fail the test naming DESCRIPTION if it has not after SECONDS.
+# use_test_appliance: the build tree's appliance (recipe, agent, template), its image cached with
+# the tests' other fixtures (its stamp rebuilds it when the recipe, the agent or the host's
+# packages change), and this test's own state directory.  Sets $appliance, the domain's name.
+use_test_appliance ()
+{
+    mkdir -p "$VMBK_TEST_CACHE"
+    chmod 0755 "$VMBK_TEST_CACHE"
+    export VMBK_APPLIANCE_DIR=$VMBK_TEST_CACHE/appliance
+    export VMBK_APPLIANCE_RECIPE=$abs_top_srcdir/appliance
+    export VMBK_APPLIANCE_XML=$abs_top_srcdir/appliance.xml
+    export VMBK_AGENT=$abs_top_builddir/appliance/vmbk-agent
+    # Short: the job directories in it hold qemu-nbd's unix sockets (at most 107 bytes).
+    VMBK_STATE_DIR=$(mktemp -d /tmp/vmbk-state.XXXXXX)
+    chmod 0755 "$VMBK_STATE_DIR"
+    export VMBK_STATE_DIR
+    cleanup_fn rm -rf "$VMBK_STATE_DIR"
+    # Its own appliance: tests that run side by side do not share one.
+    export VMBK_APPLIANCE_NAME=vmbk-appl-$$
+    appliance=$VMBK_APPLIANCE_NAME
+}
+
 wait_for ()
 {
     local secs=$1 desc=$2 deadline

@@ -8,16 +8,7 @@ requires_root
 requires qemu-img virsh jq supermin
 start_libvirtd
 
-# The image is cached with the tests' other fixtures; its stamp rebuilds it when the recipe, the
-# agent or the host's packages change.
-mkdir -p "$VMBK_TEST_CACHE"
-chmod 0755 "$VMBK_TEST_CACHE"
-export VMBK_APPLIANCE_DIR=$VMBK_TEST_CACHE/appliance
-export VMBK_APPLIANCE_RECIPE=$abs_top_srcdir/appliance
-export VMBK_APPLIANCE_XML=$abs_top_srcdir/appliance.xml
-export VMBK_AGENT=$abs_top_builddir/appliance/vmbk-agent
-export VMBK_STATE_DIR=$TMPDIR_TEST/state
-appliance=vmbk-appliance
+use_test_appliance
 
 elapsed () { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }'; }
 

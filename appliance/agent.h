@@ -1,0 +1,22 @@
+/* vmbk-agent: what agent.c shares with the agent's other parts */
+#pragma once
+
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "agentproto.h"
+
+/* Write a frame to the port; the payload is a string, or a header and bytes. */
+int vmbkAgentSend(uint16_t type, uint32_t id, const char *payload);
+int vmbkAgentSendFrame(GBytes *frame);
+/* An ERROR response (also written to the console). */
+int vmbkAgentError(uint32_t id, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* Open (O_RDONLY | flags) the hotplugged disk with this serial, waiting up to timeout_s for it
+ * to appear; *path: its device.  -1 (reported with vmbkError) if it does not. */
+int vmbkAgentOpenDisk(const char *serial, unsigned int timeout_s, int flags, char **path);
+
+/* agent-plugin.c: PLUGIN_RUN, PLUGIN_DISK, PLUGIN_GO, CANCEL.  in: what the main loop has read
+ * from the port and not yet served (a run reads the port itself while its plugin runs). */
+int vmbkAgentPluginServe(int port, const vmbkAgentFrame *req, GByteArray *in);
