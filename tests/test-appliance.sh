@@ -2,7 +2,7 @@
 # The backup appliance VM: built once per cache (supermin, stamped), booted under TCG once per
 # run; backup --via appliance makes the same point as the host path (the agent's digest of each
 # hotplugged image equals the host's), leaves nothing attached, and a vmbk killed while a disk is
-# attached leaves it to the next command, which detaches it.
+# attached leaves it to the next command, which detaches it; an idle appliance powers itself off.
 source "${abs_top_srcdir:-..}/tests/functions.sh"
 requires_root
 requires qemu-img virsh jq supermin
@@ -154,3 +154,10 @@ done
 "$VMBK" appliance stop
 wait_for 30 "the appliance to stop" sh -c "! virsh domstate $appliance >/dev/null 2>&1"
 "$VMBK" appliance status | grep -q "appliance: stopped" || fail "still running after stop"
+
+# Idle: the appliance powers itself off once nothing has asked it anything for --idle seconds.
+"$VMBK" appliance start --idle 5 >/dev/null
+t0=$(date +%s.%N)
+wait_for 120 "the idle appliance to power itself off" sh -c "! virsh domstate $appliance >/dev/null 2>&1"
+echo "idle power-off after --idle 5: $(elapsed "$t0") s"
+"$VMBK" appliance status | grep -q "appliance: stopped" || fail "running after its idle time"
