@@ -2,8 +2,8 @@
 # Block-level plugins run inside the backup appliance (--via appliance --plugin ...): their
 # outputs are the host path's (same digests), an incremental builds on its parent's outputs, a
 # plugin that crashes or fails in the appliance fails the backup naming it and leaves no point and
-# nothing attached, the agent survives it and the next backup works; file-level plugins are
-# refused before anything is taken.
+# nothing attached, the agent survives it (and a hung one is cancelled on SIGTERM) and the next
+# backup works; file-level plugins are refused before anything is taken.
 source "${abs_top_srcdir:-..}/tests/functions.sh"
 requires_root
 requires qemu-img virsh jq supermin
@@ -98,6 +98,21 @@ for how in crash=extent fail=disk_end silent=close; do
     assert_appliance_clean "after $how"
     assert_nothing_left "$dom"
 done
+
+# SIGTERM while the plugin hangs in the appliance: vmbk cancels it, fails saying why and detaches;
+# the agent is free for the next backup at once (the hung child was killed).
+VMBK_DEBUG=1 "$VMBK" backup "$dom" -r "$via" --no-catalog -l inc --via appliance \
+    --plugin "$bad:hang=extent" >/dev/null 2>"$TMPDIR_TEST/err" &
+pid=$!
+wait_for 120 "the plugin to run in the appliance" grep -q "running in the appliance" "$TMPDIR_TEST/err"
+sleep 1
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 1 ] || fail "SIGTERM: exit $rc: $(cat "$TMPDIR_TEST/err")"
+grep -q "interrupted by signal 15" "$TMPDIR_TEST/err" || fail "SIGTERM: $(cat "$TMPDIR_TEST/err")"
+assert_appliance_clean "after SIGTERM"
+assert_nothing_left "$dom"
 [ "$(virsh domid "$appliance")" = "$appliance_id" ] || fail "the appliance was restarted"
 
 # The agent survived: the next backup through the same appliance works and builds on 0002.
