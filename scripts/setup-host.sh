@@ -33,6 +33,8 @@ packages=(
     libnbd-bin nbdkit python3-libvirt
     # libguestfs and its appliance (supermin needs a kernel in /boot)
     libguestfs-tools libguestfs-xfs guestmount supermin linux-image-amd64
+    # the backup appliance's filesystem tools (appliance/packages)
+    lvm2 ntfs-3g xfsprogs
     # tests: guest images, JSON, locks, timeouts, tracing
     debootstrap jq libxml2-utils util-linux coreutils e2fsprogs fdisk strace
 )
