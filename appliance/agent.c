@@ -172,25 +172,68 @@ vmbkAgentListDisks(uint32_t id)
     return vmbkAgentSend(VMBK_AGENT_MSG_LIST_DISKS | VMBK_AGENT_RESPONSE, id, out->str);
 }
 
-/* The sha256-tree-64k digest of a whole disk, read through the page cache-free device. */
+/* Read the leaves [first, first + n) of the disk into the digest (O_DIRECT: buf page-aligned). */
 static int
-vmbkAgentDigest(uint32_t id, const char *payload)
+vmbkAgentHashRange(int fd, const char *path, vmbkDigest *digest, uint64_t first, uint64_t n,
+                   uint8_t *buf, bool *zero)
 {
-    g_autofree char *serial = vmbkAgentPayloadGet(payload, "serial");
-    g_autofree char *timeout = vmbkAgentPayloadGet(payload, "timeout");
+    uint64_t leaf, end = first + n;
+
+    for (leaf = first; leaf < end;) {
+        uint64_t m = MIN(end - leaf, (uint64_t) READ_CHUNK / VMBK_DIGEST_LEAF_SIZE);
+        uint64_t off = leaf * VMBK_DIGEST_LEAF_SIZE;
+        size_t want = MIN(m * VMBK_DIGEST_LEAF_SIZE, digest->size - off), got = 0;
+
+        while (got < want) {
+            ssize_t r = pread(fd, buf + got, want - got, off + got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                vmbkErrorSystem(r < 0 ? errno : EIO, "cannot read '%s' at %" PRIu64, path,
+                                off + got);
+                return -1;
+            }
+            got += r;
+        }
+        if (vmbkDigestHashLeaves(digest, leaf, m, buf, zero) < 0)
+            return -1;
+        leaf += m;
+    }
+    return 0;
+}
+
+/* The sha256-tree-64k digest of a hotplugged disk, read through the page cache-free device: of
+ * the whole disk (root=), or, when the request's bytes are leaf ranges (u64 first, u64 count,
+ * little-endian), the hashes of those leaves only, in order, as the response's bytes: what an
+ * incremental point changed, which vmbk compares with its own. */
+static int
+vmbkAgentDigest(uint32_t id, const vmbkAgentFrame *req)
+{
+    const uint8_t *ranges;
+    size_t rlen, i;
+    g_autofree char *header = vmbkAgentPayloadSplit(req->payload, &ranges, &rlen);
+    g_autofree char *serial = vmbkAgentPayloadGet(header, "serial");
+    g_autofree char *timeout = vmbkAgentPayloadGet(header, "timeout");
     g_autofree char *path = NULL;
     g_autofree uint8_t *buf = NULL;
     g_autofree bool *zero = NULL;
-    g_autofree char *root = NULL;
     g_autofree char *out = NULL;
     g_autoptr(vmbkDigest) digest = NULL;
+    g_autoptr(GByteArray) hashes = g_byte_array_new();
     gint64 t0 = g_get_monotonic_time();
-    uint64_t size = 0, off;
-    int fd;
+    uint64_t size = 0, leaves = 0;
+    int fd, r = 0;
 
     if (!serial)
         return vmbkAgentError(id, "DIGEST without a serial");
-    /* O_DIRECT: no copy through the page cache (each costs under TCG); buf is page-aligned. */
+    if (rlen % 16)
+        return vmbkAgentError(id, "DIGEST: leaf ranges of %zu bytes", rlen);
+    for (i = 0; i < rlen; i += 16)
+        leaves += vmbkAgentGet64(ranges + i + 8);
+    if (leaves > VMBK_AGENT_DIGEST_LEAVES)
+        return vmbkAgentError(id, "DIGEST: %" PRIu64 " leaves asked for, at most %d at once",
+                              leaves, VMBK_AGENT_DIGEST_LEAVES);
+    leaves = 0;
     if ((fd = vmbkAgentOpenDisk(serial, timeout ? g_ascii_strtoull(timeout, NULL, 10) : 30,
                                 O_DIRECT, &path)) < 0)
         return vmbkAgentError(id, "%s", vmbkErrorMessage());
@@ -207,35 +250,45 @@ vmbkAgentDigest(uint32_t id, const char *payload)
     if (posix_memalign((void **) &buf, 4096, READ_CHUNK) != 0)
         g_error("out of memory");
     zero = g_new0(bool, READ_CHUNK / VMBK_DIGEST_LEAF_SIZE);
-    for (off = 0; off < size;) {
-        size_t want = MIN((uint64_t) READ_CHUNK, size - off), got = 0;
+    if (rlen == 0)
+        r = vmbkAgentHashRange(fd, path, digest, 0, digest->nleaves, buf, zero);
+    for (i = 0; r == 0 && i < rlen; i += 16) {
+        uint64_t first = vmbkAgentGet64(ranges + i), n = vmbkAgentGet64(ranges + i + 8);
 
-        while (got < want) {
-            ssize_t r = pread(fd, buf + got, want - got, off + got);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                int e = r < 0 ? errno : EIO;
-                close(fd);
-                return vmbkAgentError(id, "cannot read '%s' at %" PRIu64 ": %s", path,
-                                      off + got, g_strerror(e));
-            }
-            got += r;
+        if (first > digest->nleaves || n > digest->nleaves - first) {
+            vmbkError(VMBK_ERR_OPERATION, "leaves %" PRIu64 "+%" PRIu64 " are past the end of "
+                      "'%s'", first, n, path);
+            r = -1;
+            break;
         }
-        if (vmbkDigestHashLeaves(digest, off / VMBK_DIGEST_LEAF_SIZE,
-                                 (want + VMBK_DIGEST_LEAF_SIZE - 1) / VMBK_DIGEST_LEAF_SIZE, buf,
-                                 zero) < 0) {
-            close(fd);
-            return vmbkAgentError(id, "%s", vmbkErrorMessage());
-        }
-        off += want;
+        g_byte_array_set_size(hashes, hashes->len + n * VMBK_DIGEST_HASH_SIZE);
+        r = vmbkAgentHashRange(fd, path, digest, first, n, buf, zero);
+        if (r == 0)
+            r = vmbkDigestRead(digest, first, n, hashes->data + hashes->len -
+                               n * VMBK_DIGEST_HASH_SIZE);
+        leaves += n;
     }
     close(fd);
-    if (!(root = vmbkDigestRoot(digest)))
+    if (r < 0)
         return vmbkAgentError(id, "%s", vmbkErrorMessage());
-    out = g_strdup_printf("serial=%s\ndevice=%s\nsize=%" PRIu64 "\nalgorithm=%s\nroot=%s\n"
-                          "seconds=%.3f\n", serial, path, size, VMBK_DIGEST_ALGORITHM, root,
-                          (g_get_monotonic_time() - t0) / 1e6);
+    if (rlen) {
+        g_autoptr(GBytes) frame = NULL;
+        out = g_strdup_printf("serial=%s\ndevice=%s\nsize=%" PRIu64 "\nalgorithm=%s\n"
+                              "leaves=%" PRIu64 "\nseconds=%.3f\n", serial, path, size,
+                              VMBK_DIGEST_ALGORITHM, leaves,
+                              (g_get_monotonic_time() - t0) / 1e6);
+        frame = vmbkAgentFrameEncodeData(VMBK_AGENT_MSG_DIGEST | VMBK_AGENT_RESPONSE, id, out,
+                                         hashes->data, hashes->len);
+        return vmbkAgentSendFrame(frame);
+    }
+    {
+        g_autofree char *root = vmbkDigestRoot(digest);
+        if (!root)
+            return vmbkAgentError(id, "%s", vmbkErrorMessage());
+        out = g_strdup_printf("serial=%s\ndevice=%s\nsize=%" PRIu64 "\nalgorithm=%s\nroot=%s\n"
+                              "seconds=%.3f\n", serial, path, size, VMBK_DIGEST_ALGORITHM, root,
+                              (g_get_monotonic_time() - t0) / 1e6);
+    }
     return vmbkAgentSend(VMBK_AGENT_MSG_DIGEST | VMBK_AGENT_RESPONSE, id, out);
 }
 
@@ -262,7 +315,7 @@ vmbkAgentServe(vmbkAgentFrame *req, GByteArray *in)
         vmbkAgentListDisks(req->id);
         return 0;
     case VMBK_AGENT_MSG_DIGEST:
-        vmbkAgentDigest(req->id, req->payload->str);
+        vmbkAgentDigest(req->id, req);
         return 0;
     case VMBK_AGENT_MSG_PLUGIN_RUN:
     case VMBK_AGENT_MSG_PLUGIN_DISK:

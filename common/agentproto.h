@@ -45,7 +45,9 @@ typedef enum {
     VMBK_AGENT_MSG_HELLO = 1,  /* -> version, agent, uptime, kernel */
     VMBK_AGENT_MSG_PING,       /* -> uptime */
     VMBK_AGENT_MSG_LIST_DISKS, /* -> "disk=SERIAL SIZE DEVICE" lines */
-    VMBK_AGENT_MSG_DIGEST,     /* serial=, timeout= -> serial, size, algorithm, root, seconds */
+    VMBK_AGENT_MSG_DIGEST,     /* serial=, timeout= -> serial, size, algorithm, root, seconds;
+                                * with leaf ranges as bytes (u64 first, u64 count): their hashes
+                                * as bytes, at most VMBK_AGENT_DIGEST_LEAVES a request */
     VMBK_AGENT_MSG_SHUTDOWN,   /* -> nothing; the agent exits and the appliance powers off */
     VMBK_AGENT_MSG_ERROR,      /* (response only) message= */
 
@@ -81,6 +83,9 @@ GBytes *vmbkAgentFrameEncode(uint16_t type, uint32_t id, const char *payload, si
  * skip bytes that cannot start a valid frame (bad magic, version, length or CRC) and return 0;
  * *skipped counts them. */
 int vmbkAgentFrameTake(GByteArray *buf, vmbkAgentFrame **out, size_t *skipped);
+
+/* Leaf hashes one DIGEST answers with (32 bytes each). */
+#define VMBK_AGENT_DIGEST_LEAVES 30000
 
 /* A PLUGIN_DISK extent, little-endian on the wire. */
 #define VMBK_AGENT_EXTENT_SIZE 20 /* u64 offset, u64 length, u32 type (VMBK_EXTENT_*) */

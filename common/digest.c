@@ -229,7 +229,7 @@ vmbkDigestSetZeroLeaves(vmbkDigest *digest, uint64_t first, uint64_t n)
 }
 
 /* Read leaves [first, first + n) into buf. */
-static int
+int
 vmbkDigestRead(vmbkDigest *digest, uint64_t first, uint64_t n, uint8_t *buf)
 {
     size_t len = n * HASH, done = 0;

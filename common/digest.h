@@ -48,6 +48,9 @@ int vmbkDigestHashLeaves(vmbkDigest *digest, uint64_t first, uint64_t n, const v
 /* Set n leaves starting at first to the hash of zeroes.  Thread-safe. */
 int vmbkDigestSetZeroLeaves(vmbkDigest *digest, uint64_t first, uint64_t n);
 
+/* Read n leaf hashes starting at first into buf (n * 32 bytes). */
+int vmbkDigestRead(vmbkDigest *digest, uint64_t first, uint64_t n, uint8_t *buf);
+
 /* The root as 64 lowercase hex digits, or NULL (reported). */
 char *vmbkDigestRoot(vmbkDigest *digest);
 

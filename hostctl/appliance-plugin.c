@@ -95,13 +95,8 @@ vmbkRemoteDisk(vmbkRemoteRun *r, const vmbkApplianceDisk *d, bool changed,
     g_autoptr(vmbkNbd) nbd = NULL;
     int64_t size;
 
-    if (!(nbd = nbd_create()) ||
-        nbd_add_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-        nbd_add_meta_context(nbd, "qemu:allocation-depth") < 0 ||
-        nbd_connect_unix(nbd, d->srv->socket) < 0 || (size = nbd_get_size(nbd)) < 0) {
-        vmbkError(VMBK_ERR_NBD, "cannot read the image of disk '%s'", d->target);
+    if (!(nbd = vmbkApplianceDiskConnect(d, &size)))
         return -1;
-    }
     r->disk = d;
     r->size = size;
     if (vmbkRunnerExtents(nbd, d->target, size, changed, vmbkRemoteExtent, r, interrupted) < 0)

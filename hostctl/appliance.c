@@ -26,6 +26,7 @@
 #include "backupjob.h"
 #include "digest.h"
 #include "qemunbd.h"
+#include "runner.h"
 #include "spawn.h"
 #include "vmbk-autoptr.h"
 #include "vmbk-error.h"
@@ -683,9 +684,156 @@ vmbkApplianceDetachImages(vmbkApplianceSession *s, GPtrArray *disks)
         g_ptr_array_unref(disks);
 }
 
+struct nbd_handle *
+vmbkApplianceDiskConnect(const vmbkApplianceDisk *d, int64_t *size)
+{
+    g_autoptr(vmbkNbd) nbd = NULL;
+
+    if (!(nbd = nbd_create()) ||
+        nbd_add_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        nbd_add_meta_context(nbd, "qemu:allocation-depth") < 0 ||
+        nbd_connect_unix(nbd, d->srv->socket) < 0 || (*size = nbd_get_size(nbd)) < 0) {
+        vmbkError(VMBK_ERR_NBD, "cannot read the image of disk '%s'", d->target);
+        return NULL;
+    }
+    return g_steal_pointer(&nbd);
+}
+
+/* The leaf ranges (u64 first, u64 count) that an incremental's extents touch, merged. */
+typedef struct {
+    GByteArray *ranges;
+    uint64_t first, count; /* the range being gathered */
+} vmbkLeafRanges;
+
+/* Add the range gathered, in pieces a DIGEST request can take. */
+static void
+vmbkLeafRangesFlush(vmbkLeafRanges *lr)
+{
+    while (lr->count > 0) {
+        uint64_t n = MIN(lr->count, (uint64_t) VMBK_AGENT_DIGEST_LEAVES);
+        uint8_t r[16];
+
+        vmbkAgentPut64(r, lr->first);
+        vmbkAgentPut64(r + 8, n);
+        g_byte_array_append(lr->ranges, r, sizeof(r));
+        lr->first += n;
+        lr->count -= n;
+    }
+}
+
+static int
+vmbkLeafRangesAdd(void *opaque, uint64_t offset, uint64_t length, int type G_GNUC_UNUSED)
+{
+    vmbkLeafRanges *lr = opaque;
+    uint64_t first = offset / VMBK_DIGEST_LEAF_SIZE;
+    uint64_t last = (offset + length - 1) / VMBK_DIGEST_LEAF_SIZE;
+
+    if (lr->count && first <= lr->first + lr->count) {
+        lr->count = MAX(lr->count, last + 1 - lr->first);
+        return 0;
+    }
+    vmbkLeafRangesFlush(lr);
+    lr->first = first;
+    lr->count = last + 1 - first;
+    return 0;
+}
+
+/* Have the agent hash the leaves of ranges (at most VMBK_AGENT_DIGEST_LEAVES) and compare them
+ * with the point's own (mine). */
+static int
+vmbkApplianceCheckLeaves(vmbkApplianceSession *s, const vmbkApplianceDisk *d, vmbkDigest *mine,
+                         const uint8_t *ranges, size_t len, volatile int *interrupted)
+{
+    g_autofree char *req = g_strdup_printf("serial=%s\ntimeout=%d\n", d->serial,
+                                           VMBK_APPLIANCE_DISK_TIMEOUT_S);
+    g_autoptr(GBytes) frame = NULL;
+    g_autoptr(vmbkAgentFrame) f = NULL;
+    g_autofree char *header = NULL;
+    g_autofree uint8_t *own = NULL;
+    const uint8_t *theirs;
+    size_t tlen, i, at = 0;
+    uint32_t id = s->agent->next_id++;
+
+    frame = vmbkAgentFrameEncodeData(VMBK_AGENT_MSG_DIGEST, id, req, ranges, len);
+    if (vmbkAgentSendFrame(s->agent, frame) < 0 || vmbkAgentNext(s->agent, id, interrupted, &f) < 0)
+        return -1;
+    if (f->type != (VMBK_AGENT_MSG_DIGEST | VMBK_AGENT_RESPONSE)) {
+        g_autofree char *msg = vmbkAgentPayloadGet(f->payload->str, "message");
+        vmbkError(VMBK_ERR_OPERATION, "the appliance's agent failed DIGEST: %s",
+                  msg ? msg : vmbkAgentMsgName(f->type));
+        return -1;
+    }
+    header = vmbkAgentPayloadSplit(f->payload, &theirs, &tlen);
+    for (i = 0; i < len; i += 16) {
+        uint64_t first = vmbkAgentGet64(ranges + i), n = vmbkAgentGet64(ranges + i + 8), k;
+
+        own = g_realloc(own, n * VMBK_DIGEST_HASH_SIZE);
+        if (at + n * VMBK_DIGEST_HASH_SIZE > tlen) {
+            vmbkError(VMBK_ERR_OPERATION, "the appliance's agent answered DIGEST with %zu bytes "
+                      "of leaves, too few", tlen);
+            return -1;
+        }
+        if (vmbkDigestRead(mine, first, n, own) < 0)
+            return -1;
+        for (k = 0; k < n; k++) {
+            if (memcmp(own + k * VMBK_DIGEST_HASH_SIZE, theirs + at + k * VMBK_DIGEST_HASH_SIZE,
+                       VMBK_DIGEST_HASH_SIZE) != 0) {
+                vmbkError(VMBK_ERR_OPERATION, "disk '%s' reads differently in the appliance "
+                          "than on the host, at offset %" PRIu64, d->target,
+                          (first + k) * VMBK_DIGEST_LEAF_SIZE);
+                return -1;
+            }
+        }
+        at += n * VMBK_DIGEST_HASH_SIZE;
+    }
+    return 0;
+}
+
+/* An incremental: only what the point changed is read in the appliance, and each leaf of it must
+ * be the host's (whose leaves, with the parent's others, make the point's digest). */
+static int
+vmbkApplianceCheckChanged(vmbkApplianceSession *s, const vmbkApplianceDisk *d,
+                          const char *leaves, volatile int *interrupted)
+{
+    g_autoptr(vmbkNbd) nbd = NULL;
+    g_autoptr(vmbkDigest) mine = NULL;
+    g_autoptr(GByteArray) ranges = g_byte_array_new();
+    vmbkLeafRanges lr = { .ranges = ranges };
+    gint64 t0 = g_get_monotonic_time();
+    uint64_t total = 0;
+    size_t i;
+    int64_t size;
+
+    if (!(nbd = vmbkApplianceDiskConnect(d, &size)) ||
+        vmbkRunnerExtents(nbd, d->target, size, true, vmbkLeafRangesAdd, &lr, interrupted) < 0)
+        return -1;
+    vmbkLeafRangesFlush(&lr);
+    nbd_shutdown(nbd, 0);
+    if (!(mine = vmbkDigestOpen(leaves, size)))
+        return -1;
+    /* In requests of at most VMBK_AGENT_DIGEST_LEAVES leaves (no range is longer). */
+    for (i = 0; i < ranges->len;) {
+        size_t j = i;
+        uint64_t batch = 0;
+
+        while (j < ranges->len &&
+               batch + vmbkAgentGet64(ranges->data + j + 8) <= VMBK_AGENT_DIGEST_LEAVES) {
+            batch += vmbkAgentGet64(ranges->data + j + 8);
+            j += 16;
+        }
+        if (vmbkApplianceCheckLeaves(s, d, mine, ranges->data + i, j - i, interrupted) < 0)
+            return -1;
+        total += batch;
+        i = j;
+    }
+    vmbkDebug("appliance: %s digest of the %" PRIu64 " changed leaves in %.3f s", d->target,
+              total, (g_get_monotonic_time() - t0) / 1e6);
+    return 0;
+}
+
 int
 vmbkApplianceCheckDigest(vmbkApplianceSession *s, const vmbkApplianceDisk *d,
-                         const char *digest, volatile int *interrupted)
+                         const char *digest, const char *leaves, volatile int *interrupted)
 {
     g_autofree char *req = g_strdup_printf("serial=%s\ntimeout=%d\n", d->serial,
                                            VMBK_APPLIANCE_DISK_TIMEOUT_S);
@@ -693,6 +841,8 @@ vmbkApplianceCheckDigest(vmbkApplianceSession *s, const vmbkApplianceDisk *d,
     g_autofree char *root = NULL;
     g_autofree char *secs = NULL;
 
+    if (leaves)
+        return vmbkApplianceCheckChanged(s, d, leaves, interrupted);
     /* Reading and hashing the whole disk under TCG: allow for it. */
     if (!(resp = vmbkAgentRequest(s->agent, VMBK_AGENT_MSG_DIGEST, req, 24 * 3600 * 1000,
                                   interrupted)))

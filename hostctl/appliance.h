@@ -72,9 +72,14 @@ GPtrArray *vmbkApplianceAttachImages(vmbkApplianceSession *s, const char *jobdir
 /* Detach them all (a failure is a warning: the next command's sweep detaches it) and free. */
 void vmbkApplianceDetachImages(vmbkApplianceSession *s, GPtrArray *disks);
 
-/* The agent reads the disk and its digest must equal digest. */
+/* The agent reads the disk and its digest must equal digest.  leaves (an incremental's own
+ * TARGET.leaves, or NULL): it reads only what the point changed, and each of those leaves must
+ * be the host's. */
 int vmbkApplianceCheckDigest(vmbkApplianceSession *s, const vmbkApplianceDisk *d,
-                             const char *digest, volatile int *interrupted);
+                             const char *digest, const char *leaves, volatile int *interrupted);
+
+/* A libnbd handle on the disk's export, with base:allocation and qemu:allocation-depth. */
+struct nbd_handle *vmbkApplianceDiskConnect(const vmbkApplianceDisk *d, int64_t *size);
 
 /* appliance-plugin.c: run a (block-level) plugin in the appliance on the attached disks of the
  * point; its outputs are written into run->dir/NAME on the host, as by vmbkPluginRunPoint, and

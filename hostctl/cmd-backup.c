@@ -405,7 +405,11 @@ vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
         goto detach;
     for (i = 0; i < disks->len; i++) {
         vmbkPointDisk *pd = g_ptr_array_index(point->disks, i);
-        if (vmbkApplianceCheckDigest(s, g_ptr_array_index(disks, i), pd->digest,
+        /* A point with a parent: the appliance reads what it changed. */
+        g_autofree char *leaves = b->parent ? g_strdup_printf("%s/%s.leaves", tmpdir,
+                                                              pd->target)
+                                            : NULL;
+        if (vmbkApplianceCheckDigest(s, g_ptr_array_index(disks, i), pd->digest, leaves,
                                      &interrupted) < 0)
             goto detach;
     }

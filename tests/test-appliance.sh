@@ -79,9 +79,9 @@ grep -q "detached disk 'vmbk-vda-" "$TMPDIR_TEST/err" || fail "status: $(cat "$T
 assert_appliance_clean "after a killed backup"
 ! pgrep -af "qemu-nbd.*$VMBK_STATE_DIR" || fail "the killed backup's qemu-nbd is still running"
 
-# kill -9 while the agent reads the disk: the next command detaches it, the agent's reads fail,
-# and it answers again.
-"$VMBK" backup "$dom" -r "$TMPDIR_TEST/repo" --no-catalog -l inc --via appliance \
+# kill -9 while the agent reads the disk (a full: the whole disk is read): the next command
+# detaches it, the agent's reads fail, and it answers again.
+"$VMBK" backup "$dom" -r "$TMPDIR_TEST/repo" --no-catalog -l full --via appliance \
     >/dev/null 2>&1 &
 pid=$!
 for i in $(seq 600); do
