@@ -97,19 +97,9 @@ static struct vmbk_sink the_sink;
 static int
 vmbkChildWrite(GBytes *frame)
 {
-    gsize len;
-    const uint8_t *p = g_bytes_get_data(frame, &len);
-
-    while (len > 0) {
-        ssize_t r = write(chan, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            vmbkErrorSystem(errno, "cannot write to the agent");
-            return -1;
-        }
-        p += r;
-        len -= r;
+    if (vmbkAgentWriteFrame(chan, frame) < 0) {
+        vmbkErrorSystem(errno, "cannot write to the agent");
+        return -1;
     }
     return 0;
 }
@@ -407,26 +397,14 @@ vmbkChildRun(void)
 
 /* --- the agent: gathering the run, and the relay while it runs -------------------------------- */
 
+/* Pass a frame on: to fd, or (-1) to the port. */
 static int
 vmbkAgentRelayWrite(int fd, const vmbkAgentFrame *f)
 {
     g_autoptr(GBytes) frame = vmbkAgentFrameEncode(f->type, f->id, f->payload->str,
                                                    f->payload->len);
-    gsize len;
-    const uint8_t *p = g_bytes_get_data(frame, &len);
 
-    if (fd < 0)
-        return vmbkAgentSendFrame(frame);
-    while (len > 0) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= r;
-    }
-    return 0;
+    return fd < 0 ? vmbkAgentSendFrame(frame) : vmbkAgentWriteFrame(fd, frame);
 }
 
 static int

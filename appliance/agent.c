@@ -43,15 +43,26 @@ vmbkAgentSend(uint16_t type, uint32_t id, const char *payload)
 int
 vmbkAgentSendFrame(GBytes *frame)
 {
+    if (vmbkAgentWriteFrame(port_fd, frame) < 0) {
+        fprintf(stderr, "vmbk-agent: cannot write to the port: %s\n", g_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+vmbkAgentWriteFrame(int fd, GBytes *frame)
+{
     gsize len;
     const uint8_t *p = g_bytes_get_data(frame, &len);
 
     while (len > 0) {
-        ssize_t r = write(port_fd, p, len);
+        ssize_t r = write(fd, p, len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            fprintf(stderr, "vmbk-agent: cannot write to the port: %s\n", g_strerror(errno));
+            if (r == 0)
+                errno = EIO;
             return -1;
         }
         p += r;

@@ -10,6 +10,8 @@
 /* Write a frame to the port; the payload is a string, or a header and bytes. */
 int vmbkAgentSend(uint16_t type, uint32_t id, const char *payload);
 int vmbkAgentSendFrame(GBytes *frame);
+/* Write a whole frame to fd: 0, or -1 with errno. */
+int vmbkAgentWriteFrame(int fd, GBytes *frame);
 /* An ERROR response (also written to the console). */
 int vmbkAgentError(uint32_t id, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
