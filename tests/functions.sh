@@ -140,8 +140,6 @@ trap 'exit 143' TERM
 
 # --- waiting and services ---------------------------------------------------
 
-# wait_for SECONDS DESCRIPTION CMD...: run CMD every second until it
-# succeeds; fail the test naming DESCRIPTION if it has not after SECONDS.
 # use_test_appliance: the build tree's appliance (recipe, agent, template), its image cached with
 # the tests' other fixtures (its stamp rebuilds it when the recipe, the agent or the host's
 # packages change), and this test's own state directory.  Sets $appliance, the domain's name.
@@ -163,6 +161,16 @@ use_test_appliance ()
     appliance=$VMBK_APPLIANCE_NAME
 }
 
+# assert_appliance_clean WHEN: only the test appliance's root disk is attached (no vmbk-* disk).
+assert_appliance_clean ()
+{
+    local disks
+    disks=$(virsh domblklist "$appliance" | awk 'NR > 2 && $1 != "" { print $1 }')
+    [ "$disks" = sda ] || fail "$1: disks left in the appliance: ${disks//$'\n'/ }"
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: run CMD every second until it
+# succeeds; fail the test naming DESCRIPTION if it has not after SECONDS.
 wait_for ()
 {
     local secs=$1 desc=$2 deadline

@@ -12,14 +12,6 @@ use_test_appliance
 
 elapsed () { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }'; }
 
-# Only the appliance's root disk, and no vmbk-* serial.
-assert_appliance_clean ()
-{
-    local disks
-    disks=$(virsh domblklist "$appliance" | awk 'NR > 2 && $1 != "" { print $1 }')
-    [ "$disks" = sda ] || fail "$1: disks left in the appliance: ${disks//$'\n'/ }"
-}
-
 cleanup_fn "$VMBK" appliance stop
 "$VMBK" appliance stop
 

@@ -16,14 +16,6 @@ via=$TMPDIR_TEST/via
 host=$TMPDIR_TEST/host
 elapsed () { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }'; }
 
-# Only the appliance's root disk.
-assert_appliance_clean ()
-{
-    local disks
-    disks=$(virsh domblklist "$appliance" | awk 'NR > 2 && $1 != "" { print $1 }')
-    [ "$disks" = sda ] || fail "$1: disks left in the appliance: ${disks//$'\n'/ }"
-}
-
 # The digest of output $3 of plugin $2 at point $4 in repository $1.
 output_digest ()
 {
