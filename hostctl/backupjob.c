@@ -13,6 +13,7 @@
 #include <libvirt/virterror.h>
 
 #include "backupjob.h"
+#include "nbdexport.h"
 #include "vmbk-autoptr.h"
 #include "vmbk-error.h"
 #include "xml.h"
@@ -219,6 +220,8 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
     xmlTextWriterStartElement(w, BAD_CAST "server");
     if (job->tcp_host) {
         xmlTextWriterWriteAttribute(w, BAD_CAST "transport", BAD_CAST "tcp");
+        if (job->tls)
+            xmlTextWriterWriteAttribute(w, BAD_CAST "tls", BAD_CAST "yes");
         xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST job->tcp_host);
         xmlTextWriterWriteAttribute(w, BAD_CAST "port", BAD_CAST job->tcp_port);
     } else {
@@ -234,7 +237,13 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
         xmlTextWriterStartElement(w, BAD_CAST "disk");
         xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST target);
         xmlTextWriterWriteAttribute(w, BAD_CAST "backup", BAD_CAST(yes ? "yes" : "no"));
-        if (yes) {
+        if (yes && job->remote) {
+            /* No scratch: libvirt makes it beside the disk's image (and removes it).  The
+             * export's name tells a later vmbk which job directory the job belongs to. */
+            g_autofree char *base = g_path_get_basename(job->dir);
+            g_autofree char *export = g_strdup_printf("vmbk.%s.%s", base, target);
+            xmlTextWriterWriteAttribute(w, BAD_CAST "exportname", BAD_CAST export);
+        } else if (yes) {
             g_autofree char *scratch = g_strdup_printf("%s/%s.scratch", job->dir, target);
             xmlTextWriterWriteAttribute(w, BAD_CAST "type", BAD_CAST "file");
             xmlTextWriterStartElement(w, BAD_CAST "scratch");
@@ -317,6 +326,18 @@ vmbkBackupBegin(virDomainPtr dom, const char *name, const char *uuid, GPtrArray 
                 const char *description, const char *kind, const char *tcp_host,
                 const char *tcp_port)
 {
+    vmbkNbdExport ex = { .host = (char *) tcp_host, .port = (char *) tcp_port };
+
+    return vmbkBackupBeginExport(dom, name, uuid, targets, all_targets, incremental, checkpoint,
+                                 description, kind, tcp_host ? &ex : NULL, false);
+}
+
+vmbkBackupJob *
+vmbkBackupBeginExport(virDomainPtr dom, const char *name, const char *uuid, GPtrArray *targets,
+                      GPtrArray *all_targets, const char *incremental, const char *checkpoint,
+                      const char *description, const char *kind, const vmbkNbdExport *ex,
+                      bool remote)
+{
     g_autoptr(vmbkBackupJob) job = g_new0(vmbkBackupJob, 1);
     g_autofree char *backup_xml = NULL;
     g_autofree char *checkpoint_xml = NULL;
@@ -324,9 +345,11 @@ vmbkBackupBegin(virDomainPtr dom, const char *name, const char *uuid, GPtrArray 
     job->disks = g_ptr_array_new();
     if (!(job->dir = vmbkJobDirCreate(uuid, kind)))
         return NULL;
-    if (tcp_host) {
-        job->tcp_host = g_strdup(tcp_host);
-        job->tcp_port = g_strdup(tcp_port);
+    job->remote = remote;
+    if (ex && ex->host) {
+        job->tcp_host = g_strdup(ex->host);
+        job->tcp_port = g_strdup(ex->port);
+        job->tls = ex->tls;
     } else {
         job->socket = g_build_filename(job->dir, "nbd.sock", NULL);
     }
@@ -414,6 +437,20 @@ vmbkBackupFindJob(virDomainPtr dom, const char *name, char **dir, char **xml_out
     scratch = vmbkXPathString(ctx, NULL, "string(/domainbackup/disks/disk/scratch/@file)");
     if (scratch && g_str_has_prefix(scratch, jobs))
         *dir = g_path_get_dirname(scratch);
+    /* ... or, for a domain on another host, name it in their exports: vmbk.JOBDIR.TARGET. */
+    if (!*dir) {
+        g_autofree char *export =
+            vmbkXPathString(ctx, NULL, "string(/domainbackup/disks/disk[@backup='yes']"
+                                       "/@exportname)");
+        const char *dot;
+
+        if (export && g_str_has_prefix(export, "vmbk.") && (dot = strchr(export + 5, '.')) &&
+            dot > export + 5) {
+            g_autofree char *base = g_strndup(export + 5, dot - export - 5);
+            if (!strchr(base, '/') && base[0] != '.')
+                *dir = g_build_filename(jobs, base, NULL);
+        }
+    }
     if (xml_out)
         *xml_out = g_steal_pointer(&xml);
     return 1;
@@ -431,6 +468,12 @@ vmbkBackupCleanStale(virDomainPtr dom, const char *name)
     if (!dir) {
         vmbkError(VMBK_ERR_OPERATION, "domain '%s' has a backup job that vmbk did not start; "
                   "end it with 'virsh domjobabort %s' if it is no longer wanted", name, name);
+        return -1;
+    }
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+        vmbkError(VMBK_ERR_OPERATION, "domain '%s' has a backup job of a vmbk on another host "
+                  "(its job directory '%s' is not here); end it with 'virsh domjobabort %s' if "
+                  "that vmbk is gone", name, dir, name);
         return -1;
     }
     if ((pid = vmbkJobDirOwner(dir, &kind))) {

@@ -18,6 +18,9 @@ struct _vmbkBackupJob {
     char *socket;     /* NBD unix socket, or NULL when served on TCP */
     char *tcp_host;   /* or the TCP address and port */
     char *tcp_port;
+    bool tls;         /* served with TLS (libvirt's backup certificates) */
+    bool remote;      /* the domain is elsewhere: libvirt places the scratch files beside its
+                       * disks, and the export names carry the job directory's name */
     GPtrArray *disks; /* of vmbkBackupJobDisk, the disks exported */
 };
 
@@ -39,6 +42,15 @@ vmbkBackupJob *vmbkBackupBegin(virDomainPtr dom, const char *name, const char *u
                                const char *incremental, const char *checkpoint,
                                const char *description, const char *kind,
                                const char *tcp_host, const char *tcp_port);
+
+/* The same, served as ex says (NULL: a unix socket in the job directory).  remote: the domain
+ * runs on another host, where the job directory (on this one) cannot hold the scratch files. */
+struct _vmbkNbdExport;
+vmbkBackupJob *vmbkBackupBeginExport(virDomainPtr dom, const char *name, const char *uuid,
+                                     GPtrArray *targets, GPtrArray *all_targets,
+                                     const char *incremental, const char *checkpoint,
+                                     const char *description, const char *kind,
+                                     const struct _vmbkNbdExport *ex, bool remote);
 
 /* End the job (abort, in pull mode), and remove its directory. */
 void vmbkBackupEnd(virDomainPtr dom, vmbkBackupJob *job);

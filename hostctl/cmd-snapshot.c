@@ -14,6 +14,7 @@
 #include "backupjob.h"
 #include "domxml.h"
 #include "json.h"
+#include "nbdexport.h"
 #include "vmbk.h"
 #include "xml.h"
 
@@ -126,13 +127,6 @@ vmbkViewDescribe(virDomainPtr dom, const char *name, vmbkJson *json)
         vmbkJsonEnd(json);
     }
     return 0;
-}
-
-static bool
-vmbkIsLoopback(const char *host)
-{
-    return g_str_equal(host, "localhost") || g_str_has_prefix(host, "127.") ||
-           g_str_equal(host, "::1");
 }
 
 static int

@@ -64,7 +64,8 @@ vmbkCopyDefaultThreads(void)
 }
 
 static struct nbd_handle *
-vmbkCopyConnect(vmbkCopy *copy, const char *socket, const char *export, bool map)
+vmbkCopyConnect(vmbkCopy *copy, const vmbkNbdExport *ex, const char *socket, const char *export,
+                bool map)
 {
     g_autoptr(vmbkNbd) nbd = NULL;
 
@@ -72,14 +73,13 @@ vmbkCopyConnect(vmbkCopy *copy, const char *socket, const char *export, bool map
         vmbkError(VMBK_ERR_NBD, "cannot create an NBD handle for %s", copy->what);
         return NULL;
     }
-    if (nbd_set_export_name(nbd, export) < 0 ||
-        (map && nbd_add_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
-        (map && copy->dirty_bitmap && nbd_add_meta_context(nbd, copy->dirty_bitmap) < 0) ||
-        nbd_connect_unix(nbd, socket) < 0) {
-        vmbkError(VMBK_ERR_NBD, "cannot connect to the NBD export '%s' at '%s' for %s", export,
-                  socket, copy->what);
+    if ((map && nbd_add_meta_context(nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
+        (map && copy->dirty_bitmap && nbd_add_meta_context(nbd, copy->dirty_bitmap) < 0)) {
+        vmbkError(VMBK_ERR_NBD, "cannot ask for the extents of %s", copy->what);
         return NULL;
     }
+    if (vmbkNbdExportConnect(nbd, ex, socket, export, copy->what) < 0)
+        return NULL;
     return g_steal_pointer(&nbd);
 }
 
@@ -358,9 +358,9 @@ vmbkCopyWorker(gpointer opaque)
     bool more = true;
     int busy, i;
 
-    if (!(src = vmbkCopyConnect(copy, copy->src_socket, copy->src_export, false)))
+    if (!(src = vmbkCopyConnect(copy, copy->src_tcp, copy->src_socket, copy->src_export, false)))
         goto fail;
-    if (copy->dst_socket && !(dst = vmbkCopyConnect(copy, copy->dst_socket, "", false)))
+    if (copy->dst_socket && !(dst = vmbkCopyConnect(copy, NULL, copy->dst_socket, "", false)))
         goto fail;
     ws.src = src;
     ws.dst = dst;
@@ -461,7 +461,7 @@ vmbkCopyRun(vmbkCopy *copy)
     int ret = 0;
     guint i;
 
-    if (!(nbd = vmbkCopyConnect(copy, copy->src_socket, copy->src_export, true)))
+    if (!(nbd = vmbkCopyConnect(copy, copy->src_tcp, copy->src_socket, copy->src_export, true)))
         return -1;
     if ((size = nbd_get_size(nbd)) < 0) {
         vmbkError(VMBK_ERR_NBD, "cannot get the size of %s", copy->what);

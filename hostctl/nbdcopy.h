@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "digest.h"
+#include "nbdexport.h"
 
 typedef void (*vmbkCopyProgress)(void *opaque, uint64_t done, uint64_t total);
 
@@ -13,6 +14,7 @@ struct _vmbkCopy {
     /* Input */
     const char *what;         /* "disk 'vda' of domain 'web01'", for messages */
     const char *src_socket;   /* unix socket of the export to read */
+    const vmbkNbdExport *src_tcp; /* or, when it serves on TCP, where (src_socket unused) */
     const char *src_export;   /* its export name ("" for qemu-nbd) */
     const char *dirty_bitmap; /* NULL: copy everything allocated; else "qemu:dirty-bitmap:..." */
     const char *dst_socket;   /* NULL: read and digest only (verify) */
