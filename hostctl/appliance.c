@@ -558,6 +558,13 @@ vmbkApplianceFreeTarget(virDomainPtr dom)
 int
 vmbkApplianceAttach(virDomainPtr dom, const char *socket, const char *serial, char **xml)
 {
+    return vmbkApplianceAttachNbd(dom, socket, NULL, NULL, NULL, false, serial, xml);
+}
+
+int
+vmbkApplianceAttachNbd(virDomainPtr dom, const char *socket, const char *host, const char *port,
+                       const char *export, bool tls, const char *serial, char **xml)
+{
     g_autofree char *target = vmbkApplianceFreeTarget(dom);
     xmlBufferPtr buf = NULL;
     xmlTextWriterPtr w;
@@ -576,9 +583,18 @@ vmbkApplianceAttach(virDomainPtr dom, const char *socket, const char *serial, ch
     xmlTextWriterEndElement(w);
     xmlTextWriterStartElement(w, BAD_CAST "source");
     xmlTextWriterWriteAttribute(w, BAD_CAST "protocol", BAD_CAST "nbd");
+    if (export)
+        xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST export);
+    if (tls)
+        xmlTextWriterWriteAttribute(w, BAD_CAST "tls", BAD_CAST "yes");
     xmlTextWriterStartElement(w, BAD_CAST "host");
-    xmlTextWriterWriteAttribute(w, BAD_CAST "transport", BAD_CAST "unix");
-    xmlTextWriterWriteAttribute(w, BAD_CAST "socket", BAD_CAST socket);
+    if (socket) {
+        xmlTextWriterWriteAttribute(w, BAD_CAST "transport", BAD_CAST "unix");
+        xmlTextWriterWriteAttribute(w, BAD_CAST "socket", BAD_CAST socket);
+    } else {
+        xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST host);
+        xmlTextWriterWriteAttribute(w, BAD_CAST "port", BAD_CAST port);
+    }
     xmlTextWriterEndElement(w);
     xmlTextWriterEndElement(w);
     xmlTextWriterStartElement(w, BAD_CAST "target");

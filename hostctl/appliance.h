@@ -54,6 +54,11 @@ int vmbkApplianceStop(virConnectPtr conn);
  * this serial; *xml receives the device XML to detach it with. */
 int vmbkApplianceAttach(virDomainPtr dom, const char *socket, const char *serial, char **xml);
 int vmbkApplianceDetach(virDomainPtr dom, const char *xml);
+/* The same for an export on a unix socket, or (socket NULL) on TCP at host:port, named export
+ * (NULL: the default), with TLS (qemu.conf's nbd_tls_x509_cert_dir on the appliance's host). */
+int vmbkApplianceAttachNbd(virDomainPtr dom, const char *socket, const char *host,
+                           const char *port, const char *export, bool tls, const char *serial,
+                           char **xml);
 
 /* A point's image, exported read-only by qemu-nbd and hotplugged into the appliance. */
 typedef struct _vmbkApplianceDisk vmbkApplianceDisk;
@@ -87,3 +92,9 @@ struct nbd_handle *vmbkApplianceDiskConnect(const vmbkApplianceDisk *d, int64_t 
 int vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks,
                            const vmbkPluginSpec *spec, const vmbkPluginRun *run,
                            vmbkPointPlugin **out);
+
+/* appliance-live.c: the guest's backup job serves on TCP (--export tcp): hotplug each of its
+ * exports (job->disks) read-only into the appliance; an array of vmbkApplianceDisk (no qemu-nbd
+ * of ours: srv is NULL), or NULL (reported) with whatever was attached detached again. */
+struct _vmbkBackupJob;
+GPtrArray *vmbkApplianceAttachJob(vmbkApplianceSession *s, const struct _vmbkBackupJob *job);

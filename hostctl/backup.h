@@ -29,6 +29,9 @@ struct _vmbkBackup {
     bool level_auto;        /* -l auto: a broken chain means a full, not a failure */
     GPtrArray *plugins;     /* of vmbkPluginSpec: --plugin, checked */
     bool via_appliance;     /* --via appliance */
+    struct _vmbkNbdExport *export; /* --export: where the job serves (NULL host: unix socket) */
+    const char *remote;     /* --remote URI: the domain runs on that libvirt host, or NULL */
+    bool appliance_checked; /* the appliance read the live export and its digest matched */
 };
 
 /* -l LEVEL checked: "full", "inc", "diff" or "auto", or NULL. */

@@ -223,7 +223,8 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
         if (job->tls)
             xmlTextWriterWriteAttribute(w, BAD_CAST "tls", BAD_CAST "yes");
         xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST job->tcp_host);
-        xmlTextWriterWriteAttribute(w, BAD_CAST "port", BAD_CAST job->tcp_port);
+        if (job->tcp_port)
+            xmlTextWriterWriteAttribute(w, BAD_CAST "port", BAD_CAST job->tcp_port);
     } else {
         xmlTextWriterWriteAttribute(w, BAD_CAST "transport", BAD_CAST "unix");
         xmlTextWriterWriteAttribute(w, BAD_CAST "socket", BAD_CAST job->socket);
@@ -237,6 +238,8 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
         xmlTextWriterStartElement(w, BAD_CAST "disk");
         xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST target);
         xmlTextWriterWriteAttribute(w, BAD_CAST "backup", BAD_CAST(yes ? "yes" : "no"));
+        if (yes)
+            xmlTextWriterWriteAttribute(w, BAD_CAST "type", BAD_CAST "file");
         if (yes && job->remote) {
             /* No scratch: libvirt makes it beside the disk's image (and removes it).  The
              * export's name tells a later vmbk which job directory the job belongs to. */
@@ -245,7 +248,6 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
             xmlTextWriterWriteAttribute(w, BAD_CAST "exportname", BAD_CAST export);
         } else if (yes) {
             g_autofree char *scratch = g_strdup_printf("%s/%s.scratch", job->dir, target);
-            xmlTextWriterWriteAttribute(w, BAD_CAST "type", BAD_CAST "file");
             xmlTextWriterStartElement(w, BAD_CAST "scratch");
             xmlTextWriterWriteAttribute(w, BAD_CAST "file", BAD_CAST scratch);
             xmlTextWriterEndElement(w);
@@ -299,6 +301,12 @@ vmbkBackupJobRead(virDomainPtr dom, const char *name, vmbkBackupJob *job, bool i
     if (!(doc = vmbkXmlParse(xml, "the backup job's XML")))
         return -1;
     ctx = xmlXPathNewContext(doc);
+    if (job->tcp_host && !job->tcp_port &&
+        !(job->tcp_port = vmbkXPathString(ctx, NULL, "string(/domainbackup/server/@port)"))) {
+        vmbkError(VMBK_ERR_LIBVIRT, "libvirt chose no port for the backup job of domain '%s'; "
+                  "give one with --export tcp:ADDR:PORT", name);
+        return -1;
+    }
     nodes = vmbkXPathNodes(ctx, NULL, "/domainbackup/disks/disk[@backup='yes']");
     for (i = 0; nodes && nodes->nodesetval && i < nodes->nodesetval->nodeNr; i++) {
         xmlNodePtr node = nodes->nodesetval->nodeTab[i];

@@ -27,6 +27,7 @@
 #include "domxml.h"
 #include "json.h"
 #include "nbdcopy.h"
+#include "nbdexport.h"
 #include "plugin.h"
 #include "qemunbd.h"
 #include "repo.h"
@@ -110,8 +111,9 @@ vmbkBackupCreateImage(vmbkBackup *b, const char *path, uint64_t size, const char
 
 /* Copy one exported disk into the new point. */
 static int
-vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char *export,
-               const char *bitmap, const char *tmpdir, vmbkDisk *disk, vmbkPointDisk *out)
+vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const vmbkNbdExport *tcp, const char *socket,
+               const char *export, const char *bitmap, const char *tmpdir, vmbkDisk *disk,
+               vmbkPointDisk *out)
 {
     g_autofree char *image = g_strdup_printf("%s.qcow2", disk->target);
     g_autofree char *path = g_build_filename(tmpdir, image, NULL);
@@ -150,6 +152,7 @@ vmbkBackupDisk(vmbkBackup *b, const char *jobdir, const char *socket, const char
 
     copy.what = what;
     copy.src_socket = socket;
+    copy.src_tcp = tcp;
     copy.src_export = export;
     copy.dirty_bitmap = bitmap;
     copy.dst_socket = srv->socket;
@@ -209,6 +212,10 @@ static int
 vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
 {
     g_autofree char *desc = g_strdup_printf("vmbk point %s in %s", point->id, b->repo->path);
+    g_autoptr(virConnect) conn = NULL;
+    g_autoptr(vmbkApplianceSession) s = NULL;
+    GPtrArray *live = NULL;
+    vmbkNbdExport tcp = { 0 };
     vmbkBackupJob *job;
     bool frozen;
     guint i;
@@ -216,9 +223,9 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
 
     point->checkpoint = vmbkCheckpointName(b->repo->id, point->id);
     frozen = vmbkBackupFreeze(b);
-    job = vmbkBackupBegin(b->dom, b->name, b->uuid, b->targets, b->all,
-                          b->parent ? b->parent->checkpoint : NULL, point->checkpoint, desc,
-                          "backup", NULL, NULL);
+    job = vmbkBackupBeginExport(b->dom, b->name, b->uuid, b->targets, b->all,
+                                b->parent ? b->parent->checkpoint : NULL, point->checkpoint,
+                                desc, "backup", b->export, b->remote != NULL);
     if (!job && b->parent) {
         /* libvirt checks the bitmaps only now: one may be missing from an image. */
         virErrorPtr err = virGetLastError();
@@ -241,8 +248,9 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
             point->parent = NULL;
             g_free(point->level);
             point->level = g_strdup("full");
-            job = vmbkBackupBegin(b->dom, b->name, b->uuid, b->targets, b->all, NULL,
-                                  point->checkpoint, desc, "backup", NULL, NULL);
+            job = vmbkBackupBeginExport(b->dom, b->name, b->uuid, b->targets, b->all, NULL,
+                                        point->checkpoint, desc, "backup", b->export,
+                                        b->remote != NULL);
         }
     }
     vmbkBackupThaw(b, frozen);
@@ -250,9 +258,27 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
         return -1;
     vmbkDebug("backup job started");
     point->consistency = g_strdup(frozen ? "quiesced" : "crash");
+    if (job->tcp_host) {
+        tcp.host = job->tcp_host;
+        tcp.port = job->tcp_port;
+        tcp.tls = job->tls;
+        tcp.tls_dir = b->export ? b->export->tls_dir : NULL;
+        vmbkDebug("export served on %s:%s%s", tcp.host, tcp.port, tcp.tls ? " with TLS" : "");
+    }
 
     if (vmbkBackupTestPause("point") < 0)
         ret = -1;
+    /* --via appliance on TCP: the appliance attaches the guest's export itself. */
+    if (ret == 0 && b->via_appliance && job->tcp_host) {
+        if (!(conn = vmbkConnect(b->global)) || !(s = vmbkApplianceOpen(conn, true, 600)) ||
+            !(live = vmbkApplianceAttachJob(s, job)))
+            ret = -1;
+        else if (s->started)
+            fprintf(stderr, "%s: started the appliance (%.1f s)\n", vmbk_progname,
+                    s->boot_seconds);
+        if (ret == 0 && vmbkBackupTestPause("appliance") < 0)
+            ret = -1;
+    }
     for (i = 0; ret == 0 && i < job->disks->len; i++) {
         vmbkBackupJobDisk *jd = g_ptr_array_index(job->disks, i);
         vmbkPointDisk *pd = g_new0(vmbkPointDisk, 1);
@@ -270,9 +296,22 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
             ret = -1;
             break;
         }
-        if (vmbkBackupDisk(b, job->dir, job->socket, jd->export, jd->bitmap, tmpdir, disk, pd) < 0)
+        if (vmbkBackupDisk(b, job->dir, job->tcp_host ? &tcp : NULL, job->socket, jd->export,
+                           jd->bitmap, tmpdir, disk, pd) < 0)
             ret = -1;
     }
+    /* The appliance's reading of the live export must be what the host wrote. */
+    for (i = 0; ret == 0 && live && i < live->len; i++) {
+        vmbkApplianceDisk *d = g_ptr_array_index(live, i);
+        vmbkPointDisk *pd = vmbkPointFindDisk(point, d->target);
+
+        if (!pd || vmbkApplianceCheckDigest(s, d, pd->digest, NULL, &interrupted) < 0)
+            ret = -1;
+    }
+    if (ret == 0 && live)
+        b->appliance_checked = true;
+    /* Nothing stays attached to the guest's export once its job ends. */
+    vmbkApplianceDetachImages(s, g_steal_pointer(&live));
     vmbkBackupEnd(b->dom, job);
     vmbkDebug("backup job ended");
     return ret;
@@ -306,7 +345,7 @@ vmbkBackupSnapshot(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
         g_ptr_array_add(point->disks, pd);
         if (!(src = vmbkQemuNbdStart(disk->source, disk->format, true,
                                      vmbkCopyDefaultThreads(), jobdir)) ||
-            vmbkBackupDisk(b, jobdir, src->socket, "", NULL, tmpdir, disk, pd) < 0)
+            vmbkBackupDisk(b, jobdir, NULL, src->socket, "", NULL, tmpdir, disk, pd) < 0)
             ret = -1;
     }
     if (vmbkSnapshotEnd(b->dom, b->name, view) < 0)
@@ -388,6 +427,8 @@ vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     guint i;
     int ret = -1;
 
+    if (b->appliance_checked && b->plugins->len == 0)
+        return 0; /* it read the live export; no plugin to run on the point */
     if (!conn || !(s = vmbkApplianceOpen(conn, true, 600)))
         return -1;
     if (s->started)
@@ -401,9 +442,9 @@ vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
         return -1;
     if (!(disks = vmbkApplianceAttachImages(s, jobdir, targets, images)))
         goto out;
-    if (vmbkBackupTestPause("appliance") < 0)
+    if (!b->appliance_checked && vmbkBackupTestPause("appliance") < 0)
         goto detach;
-    for (i = 0; i < disks->len; i++) {
+    for (i = 0; !b->appliance_checked && i < disks->len; i++) {
         vmbkPointDisk *pd = g_ptr_array_index(point->disks, i);
         /* A point with a parent: the appliance reads what it changed. */
         g_autofree char *leaves = b->parent ? g_strdup_printf("%s/%s.leaves", tmpdir,
@@ -551,6 +592,8 @@ vmbkBackupRun(vmbkBackup *b, const char *domxml, bool json, bool catalog)
 VMBK_COMMAND(vmbkCmdBackup)
 {
     const char *repo_path = NULL, *level_arg = "auto", *method_arg = NULL, *via = "host";
+    const char *export_arg = NULL, *remote = NULL;
+    gboolean tls = FALSE, insecure = FALSE;
     g_auto(GStrv) wanted = NULL;
     g_auto(GStrv) plugin_args = NULL;
     gboolean quiesce = FALSE, json = FALSE, no_progress = FALSE, no_catalog = FALSE;
@@ -572,6 +615,17 @@ VMBK_COMMAND(vmbkCmdBackup)
         { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (the default) or appliance: the "
           "backup appliance VM reads each new image, hotplugged read-only, checks its digest and "
           "runs the block-level plugins ('vmbk appliance')", "RUNNER" },
+        { "export", 0, 0, G_OPTION_ARG_STRING, &export_arg, "where the backup job serves the "
+          "point: unix (a socket on the domain's host; the default) or tcp (on ADDR, default "
+          "127.0.0.1, and PORT, default a free one)", "unix|tcp[:ADDR[:PORT]]" },
+        { "tls", 0, 0, G_OPTION_ARG_NONE, &tls, "serve the TCP export with TLS (libvirt's "
+          "backup_tls_x509_cert_dir; on by itself when qemu.conf sets it) and check it against "
+          "the CA in $VMBK_TLS_DIR (default /etc/pki/vmbk, else libvirt's directory)", NULL },
+        { "insecure", 0, 0, G_OPTION_ARG_NONE, &insecure, "allow a TCP export without TLS on an "
+          "address other than loopback", NULL },
+        { "remote", 0, 0, G_OPTION_ARG_STRING, &remote, "the domain runs on the libvirt host at "
+          "URI (e.g. qemu+ssh://host/system); vmbk reads its --export tcp:ADDR from here",
+          "URI" },
         { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print the new point as JSON", NULL },
         { "no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress, "no progress bar", NULL },
         { "no-catalog", 0, 0, G_OPTION_ARG_NONE, &no_catalog, "do not inspect the new point nor "
@@ -581,6 +635,7 @@ VMBK_COMMAND(vmbkCmdBackup)
     g_autoptr(virConnect) conn = NULL;
     g_autoptr(virDomain) dom = NULL;
     g_autoptr(vmbkRepo) repo = NULL;
+    g_autoptr(vmbkNbdExport) export = NULL;
     g_autofree char *xml = NULL;
     g_autofree char *uuid = NULL;
     g_autoptr(GPtrArray) points = NULL;
@@ -615,6 +670,18 @@ VMBK_COMMAND(vmbkCmdBackup)
         vmbkError(VMBK_ERR_USAGE, "backup: no repository given; pass -r REPO");
         return -1;
     }
+    if (remote && (!export_arg || !g_str_has_prefix(export_arg, "tcp:"))) {
+        vmbkError(VMBK_ERR_USAGE, "backup: --remote '%s' needs --export tcp:ADDR, an address of "
+                  "the domain's host that this host reaches", remote);
+        return -1;
+    }
+    if (remote && method_arg && g_str_equal(method_arg, "snapshot")) {
+        vmbkError(VMBK_ERR_USAGE, "backup: --method snapshot reads the disks' files here; it "
+                  "cannot work with --remote");
+        return -1;
+    }
+    if (!(export = vmbkNbdExportParse(export_arg, tls, insecure, remote == NULL)))
+        return -1;
 
     /* Plugins are loaded and configured (in a child) before anything is taken. */
     for (i = 0; plugin_args && plugin_args[i]; i++) {
@@ -644,11 +711,17 @@ VMBK_COMMAND(vmbkCmdBackup)
     b.global = global;
     b.plugins = plugins;
     b.via_appliance = g_str_equal(via, "appliance");
+    b.export = export;
+    b.remote = remote;
     b.name = argv[1];
     b.quiesce = quiesce;
     b.level_auto = g_str_equal(level, "auto");
     b.progress = !json && !no_progress && isatty(STDERR_FILENO);
-    if (!(conn = vmbkConnect(global)) || !(dom = vmbkLookupDomain(conn, b.name)))
+    if (remote && !(conn = virConnectOpen(remote))) {
+        vmbkError(VMBK_ERR_LIBVIRT, "cannot connect to the domain's libvirt at '%s'", remote);
+        return -1;
+    }
+    if ((!conn && !(conn = vmbkConnect(global))) || !(dom = vmbkLookupDomain(conn, b.name)))
         return -1;
     b.dom = dom;
     if (virDomainIsActive(dom) != 1) {
@@ -667,7 +740,8 @@ VMBK_COMMAND(vmbkCmdBackup)
     if ((lockfd = vmbkRepoLock(repo, b.name)) < 0)
         return -1;
 
-    if (vmbkBackupCleanStale(dom, b.name) < 0 || vmbkSnapshotRecover(dom, b.name) < 0)
+    /* A domain elsewhere has no overlay of ours: --method snapshot works here only. */
+    if (vmbkBackupCleanStale(dom, b.name) < 0 || (!remote && vmbkSnapshotRecover(dom, b.name) < 0))
         goto cleanup;
     vmbkJobDirSweep(dom, b.uuid);
     if (vmbkRepoCleanPartial(repo, b.name) < 0)
@@ -696,6 +770,12 @@ VMBK_COMMAND(vmbkCmdBackup)
 
     if (vmbkBackupDecide(&b, level, method_arg ? method_arg : "checkpoint", method_arg != NULL) < 0)
         goto cleanup;
+    if (g_str_equal(b.method, "snapshot") && (remote || export->host)) {
+        vmbkError(VMBK_ERR_OPERATION, "domain '%s' is backed up through an external snapshot, "
+                  "which serves its disks from this host's files: --export tcp and --remote need "
+                  "disks that hold a checkpoint (qcow2)", b.name);
+        goto cleanup;
+    }
     ret = vmbkBackupRun(&b, xml, json, !no_catalog);
 
  cleanup:

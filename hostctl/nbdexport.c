@@ -100,9 +100,10 @@ vmbkNbdTlsDir(void)
 }
 
 /* A port free on host now: bind to port 0 and see what the kernel chose.  libvirt binds it a
- * moment later; a port taken in between makes the job fail to start, saying so. */
-static char *
-vmbkFreePort(const char *host)
+ * moment later; a port taken in between makes the job fail to start, saying so.  *out stays
+ * NULL when host is not an address of this host. */
+static int
+vmbkFreePort(const char *host, char **out)
 {
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
     struct addrinfo *res = NULL, *ai;
@@ -114,7 +115,7 @@ vmbkFreePort(const char *host)
     if ((r = getaddrinfo(host, "0", &hints, &res)) != 0) {
         vmbkError(VMBK_ERR_USAGE, "backup: cannot resolve the export address '%s': %s", host,
                   gai_strerror(r));
-        return NULL;
+        return -1;
     }
     for (ai = res; ai; ai = ai->ai_next) {
         if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0)) < 0)
@@ -129,12 +130,14 @@ vmbkFreePort(const char *host)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        vmbkErrorSystem(errno, "backup: cannot find a free TCP port on '%s' for the export; is "
-                        "it an address of this host?", host);
-        return NULL;
+        /* Not an address of this host (the domain's host serves on it): libvirt picks. */
+        vmbkDebug("export: '%s' is not an address here (%s); libvirt picks the port", host,
+                  g_strerror(errno));
+        return 0;
     }
     close(fd);
-    return g_strdup(port);
+    *out = g_strdup(port);
+    return 0;
 }
 
 vmbkNbdExport *
@@ -214,7 +217,7 @@ vmbkNbdExportParse(const char *spec, bool tls, bool insecure, bool local)
             return NULL;
         }
     }
-    if (!ex->port && !(ex->port = vmbkFreePort(ex->host)))
+    if (!ex->port && vmbkFreePort(ex->host, &ex->port) < 0)
         return NULL;
     return g_steal_pointer(&ex);
 }
