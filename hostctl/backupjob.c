@@ -13,6 +13,7 @@
 #include <libvirt/virterror.h>
 
 #include "backupjob.h"
+#include "domxml.h"
 #include "nbdexport.h"
 #include "vmbk-autoptr.h"
 #include "vmbk-error.h"
@@ -207,7 +208,8 @@ vmbkStrvContains(GPtrArray *strs, const char *s)
 }
 
 static char *
-vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char *incremental)
+vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char *incremental,
+              GHashTable *sources)
 {
     xmlBufferPtr buf;
     xmlTextWriterPtr w = vmbkXmlWriterNew(&buf);
@@ -241,11 +243,20 @@ vmbkBackupXml(vmbkBackupJob *job, GPtrArray *targets, GPtrArray *all, const char
         if (yes)
             xmlTextWriterWriteAttribute(w, BAD_CAST "type", BAD_CAST "file");
         if (yes && job->remote) {
-            /* No scratch: libvirt makes it beside the disk's image (and removes it).  The
-             * export's name tells a later vmbk which job directory the job belongs to. */
+            /* The scratch file goes beside the disk's image on its host (libvirt creates it and
+             * removes it when the job ends; it cannot make up a name itself: 9.0 fails with
+             * "argument key 'filename' must not have null value").  The export's name tells a
+             * later vmbk which job directory, here, the job belongs to. */
             g_autofree char *base = g_path_get_basename(job->dir);
             g_autofree char *export = g_strdup_printf("vmbk.%s.%s", base, target);
+            g_autofree char *scratch = g_strdup_printf("%s.vmbk-%s.scratch",
+                                                       (char *) g_hash_table_lookup(sources,
+                                                                                    target),
+                                                       base);
             xmlTextWriterWriteAttribute(w, BAD_CAST "exportname", BAD_CAST export);
+            xmlTextWriterStartElement(w, BAD_CAST "scratch");
+            xmlTextWriterWriteAttribute(w, BAD_CAST "file", BAD_CAST scratch);
+            xmlTextWriterEndElement(w);
         } else if (yes) {
             g_autofree char *scratch = g_strdup_printf("%s/%s.scratch", job->dir, target);
             xmlTextWriterStartElement(w, BAD_CAST "scratch");
@@ -349,6 +360,8 @@ vmbkBackupBeginExport(virDomainPtr dom, const char *name, const char *uuid, GPtr
     g_autoptr(vmbkBackupJob) job = g_new0(vmbkBackupJob, 1);
     g_autofree char *backup_xml = NULL;
     g_autofree char *checkpoint_xml = NULL;
+    g_autoptr(GPtrArray) disks = NULL;
+    g_autoptr(GHashTable) sources = g_hash_table_new(g_str_hash, g_str_equal);
 
     job->disks = g_ptr_array_new();
     if (!(job->dir = vmbkJobDirCreate(uuid, kind)))
@@ -361,7 +374,34 @@ vmbkBackupBeginExport(virDomainPtr dom, const char *name, const char *uuid, GPtr
     } else {
         job->socket = g_build_filename(job->dir, "nbd.sock", NULL);
     }
-    backup_xml = vmbkBackupXml(job, targets, all_targets, incremental);
+    if (remote) {
+        g_autofree char *domxml = virDomainGetXMLDesc(dom, 0);
+        guint i;
+
+        if (!domxml) {
+            vmbkError(VMBK_ERR_LIBVIRT, "cannot get the XML of domain '%s'", name);
+            vmbkJobDirRemove(job->dir);
+            return NULL;
+        }
+        if (!(disks = vmbkDomainDisks(domxml, name))) {
+            vmbkJobDirRemove(job->dir);
+            return NULL;
+        }
+        for (i = 0; i < disks->len; i++) {
+            vmbkDisk *disk = g_ptr_array_index(disks, i);
+            if (!vmbkStrvContains(targets, disk->target))
+                continue;
+            if (!disk->source || !g_str_equal(disk->type, "file")) {
+                vmbkError(VMBK_ERR_OPERATION, "disk '%s' of domain '%s' is a %s disk: with "
+                          "--remote, vmbk puts the backup's scratch file beside a file disk's "
+                          "image (leave it out with --disk)", disk->target, name, disk->type);
+                vmbkJobDirRemove(job->dir);
+                return NULL;
+            }
+            g_hash_table_insert(sources, disk->target, disk->source);
+        }
+    }
+    backup_xml = vmbkBackupXml(job, targets, all_targets, incremental, sources);
     if (checkpoint)
         checkpoint_xml = vmbkCheckpointXml(checkpoint, description, targets, all_targets);
 

@@ -100,8 +100,7 @@ vmbkNbdTlsDir(void)
 }
 
 /* A port free on host now: bind to port 0 and see what the kernel chose.  libvirt binds it a
- * moment later; a port taken in between makes the job fail to start, saying so.  *out stays
- * NULL when host is not an address of this host. */
+ * moment later; a port taken in between makes the job fail to start, saying so. */
 static int
 vmbkFreePort(const char *host, char **out)
 {
@@ -130,10 +129,12 @@ vmbkFreePort(const char *host, char **out)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        /* Not an address of this host (the domain's host serves on it): libvirt picks. */
-        vmbkDebug("export: '%s' is not an address here (%s); libvirt picks the port", host,
-                  g_strerror(errno));
-        return 0;
+        /* Not an address of this host: the domain's, where we cannot look for a free port (and
+         * libvirt does not pick one). */
+        vmbkErrorSystem(errno, "backup: cannot find a free TCP port on '%s' here; give the "
+                        "export's port with --export tcp:%s%s%s:PORT", host,
+                        strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "");
+        return -1;
     }
     close(fd);
     *out = g_strdup(port);
