@@ -37,6 +37,8 @@ packages=(
     lvm2 ntfs-3g xfsprogs
     # tests: guest images, JSON, locks, timeouts, tracing
     debootstrap jq libxml2-utils util-linux coreutils e2fsprogs fdisk strace
+    # tests: TLS certificates (test-backup-tls)
+    gnutls-bin
 )
 
 # --- (a) packages ---------------------------------------------------------
