@@ -11,6 +11,7 @@
 
 #include "appliance.h"
 #include "backupjob.h"
+#include "repo.h"
 #include "vmbk-error.h"
 
 GPtrArray *
@@ -42,4 +43,33 @@ vmbkApplianceAttachJob(vmbkApplianceSession *s, const vmbkBackupJob *job)
                   (g_get_monotonic_time() - t0) / 1e6);
     }
     return g_steal_pointer(&disks);
+}
+
+int
+vmbkApplianceCheckJob(vmbkApplianceSession *s, GPtrArray *disks, vmbkPoint *point,
+                      const char *dir, bool incremental, const char *jobdir,
+                      volatile int *interrupted)
+{
+    guint i;
+
+    for (i = 0; i < disks->len; i++) {
+        vmbkApplianceDisk *d = g_ptr_array_index(disks, i);
+        vmbkPointDisk *pd = vmbkPointFindDisk(point, d->target);
+        g_autofree char *leaves = NULL;
+
+        if (!pd) {
+            vmbkError(VMBK_ERR_INTERNAL, "the point has no disk '%s'", d->target);
+            return -1;
+        }
+        if (incremental) {
+            g_autofree char *image = g_build_filename(dir, pd->image, NULL);
+
+            leaves = g_strdup_printf("%s/%s.leaves", dir, pd->target);
+            if (!(d->srv = vmbkQemuNbdStart(image, "qcow2", true, 1, jobdir)))
+                return -1;
+        }
+        if (vmbkApplianceCheckDigest(s, d, pd->digest, leaves, interrupted) < 0)
+            return -1;
+    }
+    return 0;
 }

@@ -98,3 +98,10 @@ int vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks,
  * of ours: srv is NULL), or NULL (reported) with whatever was attached detached again. */
 struct _vmbkBackupJob;
 GPtrArray *vmbkApplianceAttachJob(vmbkApplianceSession *s, const struct _vmbkBackupJob *job);
+/* The agent's reading of each of those disks must be the point's (its images and TARGET.leaves
+ * in dir): all of it, or (incremental) the leaves its image holds, found through a qemu-nbd
+ * serving it read-only from jobdir. */
+struct _vmbkPoint;
+int vmbkApplianceCheckJob(vmbkApplianceSession *s, GPtrArray *disks, struct _vmbkPoint *point,
+                          const char *dir, bool incremental, const char *jobdir,
+                          volatile int *interrupted);

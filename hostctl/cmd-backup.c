@@ -300,25 +300,11 @@ vmbkBackupCheckpoint(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
                            jd->bitmap, tmpdir, disk, pd) < 0)
             ret = -1;
     }
-    /* The appliance's reading of the live export must be what the host wrote: all of it for a
-     * full; for an incremental, the blocks the point's image holds (served here, read-only, for
-     * its extents), each leaf of which must be the host's. */
-    for (i = 0; ret == 0 && live && i < live->len; i++) {
-        vmbkApplianceDisk *d = g_ptr_array_index(live, i);
-        vmbkPointDisk *pd = vmbkPointFindDisk(point, d->target);
-        g_autofree char *leaves = NULL;
-
-        if (pd && b->parent) {
-            g_autofree char *image = g_build_filename(tmpdir, pd->image, NULL);
-
-            leaves = g_strdup_printf("%s/%s.leaves", tmpdir, pd->target);
-            if (!(d->srv = vmbkQemuNbdStart(image, "qcow2", true, 1, job->dir)))
-                ret = -1;
-        }
-        if (ret < 0 || !pd ||
-            vmbkApplianceCheckDigest(s, d, pd->digest, leaves, &interrupted) < 0)
-            ret = -1;
-    }
+    /* The appliance's reading of the live export must be what the host wrote. */
+    if (ret == 0 && live &&
+        vmbkApplianceCheckJob(s, live, point, tmpdir, b->parent != NULL, job->dir,
+                              &interrupted) < 0)
+        ret = -1;
     if (ret == 0 && live)
         b->appliance_checked = true;
     /* Nothing stays attached to the guest's export once its job ends. */
