@@ -69,9 +69,10 @@ VMBK_TEST_PAUSE=$pause VMBK_TEST_PAUSE_AT=appliance \
     2>"$TMPDIR_TEST/err" &
 pid=$!
 wait_for 300 "the backup to attach the live export to the appliance" test -e "$pause"
-virsh domblklist "$appliance" | grep -q "vmbk\.[^ ]*\.vda" ||
-    fail "the live export is not attached at the pause: $(virsh domblklist "$appliance")"
-virsh domjobinfo "$dom" | grep -Eq '^Job type: +Unbounded' || fail "no job at the pause"
+disks=$(virsh domblklist "$appliance")   # not piped into grep -q: pipefail, SIGPIPE
+grep -q "vmbk\.[^ ]*\.vda" <<<"$disks" || fail "the live export is not attached at the pause: $disks"
+job=$(virsh domjobinfo "$dom")
+grep -Eq '^Job type: +Unbounded' <<<"$job" || fail "no job at the pause: $job"
 kill -TERM $pid
 rc=0
 wait $pid || rc=$?
@@ -86,7 +87,8 @@ assert_nothing_left "$dom"
     2>"$TMPDIR_TEST/err" &
 pid=$!
 for i in $(seq 600); do
-    virsh domblklist "$appliance" 2>/dev/null | grep -q "vmbk\.[^ ]*\.vda" && break
+    disks=$(virsh domblklist "$appliance" 2>/dev/null) || true
+    grep -q "vmbk\.[^ ]*\.vda" <<<"$disks" && break
     sleep 0.2
 done
 kill -TERM $pid

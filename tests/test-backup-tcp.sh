@@ -71,9 +71,10 @@ VMBK_TEST_PAUSE=$pause "$VMBK" backup "$dom" -r "$tcp" --no-catalog -l inc \
     --remote qemu:///system --export tcp:127.0.0.1 >/dev/null 2>&1 &
 pid=$!
 wait_for 120 "the remote backup to take its point" test -e "$pause"
-virsh domjobinfo "$dom" | grep -Eq '^Job type: +Unbounded' || fail "no job at the pause"
-virsh backup-dumpxml "$dom" | grep -q "exportname='vmbk\." ||
-    fail "the remote job's exports do not name its job: $(virsh backup-dumpxml "$dom")"
+job=$(virsh domjobinfo "$dom")
+grep -Eq '^Job type: +Unbounded' <<<"$job" || fail "no job at the pause: $job"
+job=$(virsh backup-dumpxml "$dom")
+grep -q "exportname='vmbk\." <<<"$job" || fail "the remote job's exports do not name its job: $job"
 kill -9 $pid
 wait $pid 2>/dev/null || true
 rm -f "$pause"
