@@ -384,17 +384,42 @@ vmbkFilesLs(uint32_t id, const char *payload)
     return vmbkAgentSend(VMBK_AGENT_MSG_FILES_LS | VMBK_AGENT_RESPONSE, id, out->str);
 }
 
-/* Write a frame of a stream, serving the port both ways: 1 written, 0 cancelled (a CANCEL of
- * id, or another request came, which is left in `in` for the main loop), -1 the host went away. */
+/* Write a frame of a stream: 1 written, 0 cancelled (a CANCEL of id came, or another request,
+ * which is left in `in` for the main loop), -1 the host went away.  A frame is written whole
+ * (hostctl, which reads all the time, skips it by its id): a frame cut short would swallow the
+ * next response into its length.  What came from the port is looked at before each frame. */
 static int
 vmbkFilesStreamWrite(int port, uint32_t id, GBytes *frame, GByteArray *in)
 {
     gsize len;
     const uint8_t *p = g_bytes_get_data(frame, &len);
+    struct pollfd pin = { .fd = port, .events = POLLIN };
 
+    while (poll(&pin, 1, 0) == 1 && (pin.revents & POLLIN)) {
+        uint8_t chunk[4096];
+        g_autoptr(GByteArray) peek = g_byte_array_new();
+        g_autoptr(vmbkAgentFrame) f = NULL;
+        size_t skipped = 0;
+        ssize_t n = read(port, chunk, sizeof(chunk));
+
+        if (n <= 0)
+            break;
+        g_byte_array_append(in, chunk, n);
+        g_byte_array_append(peek, in->data, in->len);
+        if (vmbkAgentFrameTake(peek, &f, &skipped) == 1) {
+            if (f->type == VMBK_AGENT_MSG_CANCEL && f->id == id) {
+                g_byte_array_set_size(in, 0);
+                g_byte_array_append(in, peek->data, peek->len);
+            }
+            fprintf(stderr, "vmbk-agent: FILES_READ %u stopped by %s\n", id,
+                    vmbkAgentMsgName(f->type));
+            return 0;
+        }
+    }
     while (len > 0) {
-        struct pollfd pfd = { .fd = port, .events = POLLIN | POLLOUT };
+        struct pollfd pfd = { .fd = port, .events = POLLOUT };
         int r = poll(&pfd, 1, 1000);
+        ssize_t w;
 
         if (r < 0 && errno != EINTR)
             return -1;
@@ -405,36 +430,17 @@ vmbkFilesStreamWrite(int port, uint32_t id, GBytes *frame, GByteArray *in)
             g_byte_array_set_size(in, 0);
             return -1;
         }
-        if (pfd.revents & POLLIN) {
-            uint8_t chunk[4096];
-            g_autoptr(GByteArray) peek = NULL;
-            g_autoptr(vmbkAgentFrame) f = NULL;
-            size_t skipped = 0;
-            ssize_t n = read(port, chunk, sizeof(chunk));
-
-            if (n > 0)
-                g_byte_array_append(in, chunk, n);
-            peek = g_byte_array_new();
-            g_byte_array_append(peek, in->data, in->len);
-            if (vmbkAgentFrameTake(peek, &f, &skipped) == 1) {
-                if (f->type == VMBK_AGENT_MSG_CANCEL && f->id == id) {
-                    g_byte_array_set_size(in, 0);
-                    g_byte_array_append(in, peek->data, peek->len);
-                }
-                fprintf(stderr, "vmbk-agent: FILES_READ %u stopped by %s\n", id,
-                        vmbkAgentMsgName(f->type));
-                return 0;
-            }
-        }
-        if (pfd.revents & POLLOUT) {
-            ssize_t w = write(port, p, MIN(len, (gsize) PORT_WRITE_MAX));
-            if (w < 0 && (errno == EINTR || errno == EAGAIN))
-                continue;
-            if (w <= 0)
-                return -1;
-            p += w;
-            len -= w;
-        }
+        if (pfd.revents & (POLLERR | POLLNVAL))
+            return -1;
+        if (!(pfd.revents & POLLOUT))
+            continue;
+        w = write(port, p, MIN(len, (gsize) PORT_WRITE_MAX));
+        if (w < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= w;
     }
     return 1;
 }

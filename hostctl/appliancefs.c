@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -528,12 +529,33 @@ vmbkApplFsList(vmbkApplFs *fs, const char *arg, const char *path, GPtrArray **na
     return 0;
 }
 
+/* Write to fd; one that is not a regular file (a pipe, a terminal) is waited for with poll and
+ * written a page at a time, so that a signal (which another thread may take) or a reader that
+ * stops never leaves vmbk blocked in write(). */
 static int
 vmbkApplFsWriteAll(int fd, const uint8_t *p, size_t len, off_t off, bool sparse)
 {
+    struct stat st;
+    bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+
     while (len > 0) {
-        ssize_t w = sparse ? pwrite(fd, p, len, off) : write(fd, p, len);
-        if (w < 0 && errno == EINTR && !vmbkApplFsInterrupted)
+        size_t n = regular ? len : MIN(len, 4096);
+        ssize_t w;
+
+        if (vmbkApplFsInterrupted) {
+            errno = EINTR;
+            return -1;
+        }
+        if (!regular) {
+            struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+            int r = poll(&pfd, 1, 200);
+            if (r < 0 && errno != EINTR)
+                return -1;
+            if (r <= 0)
+                continue;
+        }
+        w = sparse ? pwrite(fd, p, n, off) : write(fd, p, n);
+        if (w < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (w < 0)
             return -1;
