@@ -107,6 +107,7 @@ vmbkApplFsClose(vmbkApplFs *fs)
     vmbkPointFree(fs->point);
     g_free(fs->what);
     g_free(fs->device);
+    g_free(fs->probe.device);
     sigaction(SIGINT, &fs->old_int, NULL);
     sigaction(SIGTERM, &fs->old_term, NULL);
     sigaction(SIGHUP, &fs->old_hup, NULL);
@@ -184,8 +185,7 @@ vmbkApplFsDevice(vmbkApplFs *fs, const char *device, const char **serial, unsign
     return 0;
 }
 
-/* Mount filesystems (of vmbkGuestFs) at their mountpoints, or the one fs at / when mps is
- * NULL. */
+/* Mount filesystems (of vmbkGuestFs) at their mountpoints (tree), or the one of them at /. */
 static int
 vmbkApplFsMount(vmbkApplFs *fs, GPtrArray *fss, bool tree)
 {
@@ -223,7 +223,8 @@ vmbkApplFsMount(vmbkApplFs *fs, GPtrArray *fss, bool tree)
                 f = x;
         }
         vmbkError(VMBK_ERR_OPERATION, "the %s filesystem '%s' of %s cannot be mounted: %s",
-                  f->type ? f->type : "unknown", f->device, fs->what, msg ? msg : "");
+                  f->type && *f->type ? f->type : "unknown", f->device, fs->what,
+                  msg ? msg : "");
         return -1;
     }
     if (!(fs->mount = vmbkAgentPayloadGet(r, "mount"))) {
@@ -320,7 +321,6 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
     const char *colon = g_str_has_prefix(arg, "/dev/") ? strchr(arg, ':') : NULL;
     const char *path = arg;
     vmbkGuestFs *f = NULL;
-    static vmbkGuestFs probe; /* a point without inspection: the filesystem asked for */
     guint i;
 
     if (colon) {
@@ -328,10 +328,10 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
         g_autofree char *device = vmbkApplFsCanonical(given);
         path = *(colon + 1) ? colon + 1 : "/";
         if (!fs->insp) {
-            g_free(probe.device);
-            probe.device = g_steal_pointer(&device);
-            probe.type = (char *) "";
-            f = &probe;
+            g_free(fs->probe.device);
+            fs->probe.device = g_steal_pointer(&device);
+            fs->probe.type = (char *) "";
+            f = &fs->probe;
         } else if (!(f = vmbkInspectionFindFs(fs->insp, device)) || !vmbkGuestFsMountable(f)) {
             g_autofree char *list = vmbkApplFsList_(fs->insp);
             vmbkError(VMBK_ERR_OPERATION, "%s has no filesystem '%s'; it has: %s", fs->what,

@@ -24,6 +24,7 @@ struct _vmbkApplFs {
     char *mount;         /* the agent's tree handle */
     bool tree;           /* the guest's mountpoints are mounted */
     char *device;        /* or this one filesystem is mounted at / */
+    vmbkGuestFs probe;   /* without inspection: the DEVICE asked for, its type found by the agent */
     struct sigaction old_int, old_term, old_hup, old_pipe;
 };
 
