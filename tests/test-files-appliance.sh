@@ -3,10 +3,11 @@
 # libguestfs launch) are the host path's, byte for byte: ls and ls -l lines, the bytes of a text
 # and a binary file, a copied-out tree with its modes, mtimes and symlinks.  Errors name the
 # path; nothing stays attached after each command, nor after a SIGTERM in the middle of a cat, nor
-# after its reader goes away (a closed pipe); the next command still works.
+# after its reader goes away (a closed pipe); the next command still works.  A guest with /data on
+# xfs reads across both filesystems.
 source "${abs_top_srcdir:-..}/tests/functions.sh"
 requires_root
-requires qemu-img virsh jq supermin cmp diff mkfifo
+requires qemu-img virsh jq supermin cmp diff mkfifo guestfish
 start_libvirtd
 use_test_appliance
 
@@ -116,6 +117,25 @@ assert_appliance_clean "after a closed pipe"
 # The agent serves the next command as if nothing happened.
 "$VMBK" cat "${p[@]}" "${via[@]}" /srv/data/random.bin 2>err | cmp - host/data/random.bin ||
     fail "cat after the interruptions: $(cat err)"
-assert_appliance_clean "at the end"
+assert_appliance_clean "after the interruptions"
 assert_nothing_left "$dom"
+
+# Two filesystems, /data on xfs (mounted without log recovery): the guest's tree across both,
+# and DEVICE:PATH, also by the guest's own device name.
+tdom=vmbk-test-files-appl2
+create_guest "$tdom" --base "$(build_twofs_image)"
+"$VMBK" backup "$tdom" -r "$repo" >/dev/null 2>err || fail "backup of the two-filesystem guest: $(cat err)"
+q=(-r "$repo" "$tdom")
+"$VMBK" ls "${q[@]}" -l /data/docs >host.twofs 2>err || fail "ls -l /data/docs on the host: $(cat err)"
+"$VMBK" ls "${q[@]}" -l "${via[@]}" /data/docs >appl.twofs 2>err || fail "ls -l /data/docs: $(cat err)"
+cmp host.twofs appl.twofs || fail "ls -l /data/docs differs: $(diff host.twofs appl.twofs)"
+grep -Eq '^-rw-r----- +0 +0 +11 .* report.txt$' appl.twofs || fail "ls -l /data/docs: $(cat appl.twofs)"
+[ "$("$VMBK" cat "${q[@]}" "${via[@]}" /data/docs/report.txt 2>err)" = "xfs report" ] ||
+    fail "cat /data/docs/report.txt: $(cat err)"
+[ "$("$VMBK" cat "${q[@]}" "${via[@]}" /root-note.txt 2>err)" = "on the ext4 root" ] ||
+    fail "cat /root-note.txt: $(cat err)"
+[ "$("$VMBK" cat "${q[@]}" "${via[@]}" /dev/vda2:/docs/sub/deep.txt 2>err)" = deep ] ||
+    fail "cat /dev/vda2:/docs/sub/deep.txt: $(cat err)"
+assert_appliance_clean "at the end"
+assert_nothing_left "$tdom"
 exit 0
