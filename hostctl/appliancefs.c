@@ -293,7 +293,7 @@ vmbkApplFsJoin(const char *mountpoint, const char *path)
 }
 
 static char *
-vmbkApplFsList_(const vmbkInspection *insp)
+vmbkApplFsNames(const vmbkInspection *insp)
 {
     GString *list = g_string_new(NULL);
     guint i;
@@ -333,7 +333,7 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
             fs->probe.type = (char *) "";
             f = &fs->probe;
         } else if (!(f = vmbkInspectionFindFs(fs->insp, device)) || !vmbkGuestFsMountable(f)) {
-            g_autofree char *list = vmbkApplFsList_(fs->insp);
+            g_autofree char *list = vmbkApplFsNames(fs->insp);
             vmbkError(VMBK_ERR_OPERATION, "%s has no filesystem '%s'; it has: %s", fs->what,
                       given, *list ? list : "none");
             return NULL;
@@ -370,7 +370,7 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
         vmbkGuestFs *x = g_ptr_array_index(fs->insp->filesystems, i);
         if (vmbkGuestFsMountable(x)) {
             if (f) {
-                g_autofree char *list = vmbkApplFsList_(fs->insp);
+                g_autofree char *list = vmbkApplFsNames(fs->insp);
                 vmbkError(VMBK_ERR_USAGE, "%s has no operating system vmbk could inspect and "
                           "several filesystems (%s); address one as DEVICE:%s", fs->what, list,
                           path);

@@ -124,18 +124,19 @@ vmbkLsAppliance(vmbkGlobal *global, const char *repo_path, const char *domain, c
             vmbkLsLine(st, arg, NULL);
         else
             printf("%s\n", arg);
-        return fflush(stdout) == 0 ? 0 : -1;
-    }
-    if (vmbkApplFsList(fs, arg, path, &names, &sts, &links) < 0)
-        return -1;
-    for (i = 0; i < names->len; i++) {
-        const struct guestfs_statns *e = &g_array_index(sts, struct guestfs_statns, i);
-        const char *link = g_ptr_array_index(links, i);
+    } else {
+        if (vmbkApplFsList(fs, arg, path, &names, &sts, &links) < 0)
+            return -1;
+        for (i = 0; i < names->len; i++) {
+            const struct guestfs_statns *e = &g_array_index(sts, struct guestfs_statns, i);
+            const char *name = g_ptr_array_index(names, i);
+            const char *link = g_ptr_array_index(links, i);
 
-        if (longfmt)
-            vmbkLsLine(e, g_ptr_array_index(names, i), S_ISLNK(e->st_mode) && *link ? link : NULL);
-        else
-            printf("%s\n", (char *) g_ptr_array_index(names, i));
+            if (longfmt)
+                vmbkLsLine(e, name, S_ISLNK(e->st_mode) && *link ? link : NULL);
+            else
+                printf("%s\n", name);
+        }
     }
     if (fflush(stdout) != 0) {
         vmbkErrorSystem(errno, "cannot write the listing");
