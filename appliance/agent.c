@@ -1,7 +1,8 @@
 /* vmbk-agent: the agent inside the backup appliance
  *
  * Serves hostctl's requests (common/agentproto.h) on the appliance's virtio-serial port, one at a
- * time: HELLO, PING, LIST_DISKS, DIGEST of a hotplugged disk found by its <serial>, SHUTDOWN.  It
+ * time: HELLO, PING, LIST_DISKS, DIGEST of a hotplugged disk found by its <serial>, SHUTDOWN;
+ * plugin runs (agent-plugin.c) and file reads (agent-files.c).  It
  * exits after --idle seconds without a request; /init then powers the appliance off.
  *
  * The port reads 0 bytes while no host end is connected (each vmbk command connects anew), and
@@ -118,8 +119,7 @@ vmbkAgentDiskSize(const char *dev)
     return g_ascii_strtoull(data, NULL, 10) * 512;
 }
 
-/* The device of the disk with this serial ("sdb"), or NULL. */
-static char *
+char *
 vmbkAgentFindDisk(const char *serial)
 {
     g_autoptr(GDir) d = g_dir_open("/sys/block", 0, NULL);
@@ -312,6 +312,7 @@ vmbkAgentServe(vmbkAgentFrame *req, GByteArray *in)
 
     switch (req->type) {
     case VMBK_AGENT_MSG_HELLO:
+        vmbkAgentFilesReap(); /* a new vmbk: a tree on a disk that went away goes too */
         uname(&u);
         out = g_strdup_printf("version=%d\nagent=%s\nuptime=%.3f\nkernel=%s\n",
                               VMBK_AGENT_PROTO_VERSION, PACKAGE_VERSION, vmbkAgentUptime(),
@@ -333,6 +334,12 @@ vmbkAgentServe(vmbkAgentFrame *req, GByteArray *in)
     case VMBK_AGENT_MSG_PLUGIN_GO:
     case VMBK_AGENT_MSG_CANCEL:
         vmbkAgentPluginServe(port_fd, req, in);
+        return 0;
+    case VMBK_AGENT_MSG_FILES_MOUNT:
+    case VMBK_AGENT_MSG_FILES_LS:
+    case VMBK_AGENT_MSG_FILES_READ:
+    case VMBK_AGENT_MSG_FILES_UMOUNT:
+        vmbkAgentFilesServe(port_fd, req, in);
         return 0;
     case VMBK_AGENT_MSG_SHUTDOWN:
         vmbkAgentSend(req->type | VMBK_AGENT_RESPONSE, req->id, "");

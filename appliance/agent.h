@@ -19,6 +19,15 @@ int vmbkAgentError(uint32_t id, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
  * to appear; *path: its device.  -1 (reported with vmbkError) if it does not. */
 int vmbkAgentOpenDisk(const char *serial, unsigned int timeout_s, int flags, char **path);
 
+/* The device of the hotplugged disk with this serial ("sdb"), or NULL. */
+char *vmbkAgentFindDisk(const char *serial);
+
+/* agent-files.c: FILES_MOUNT, FILES_LS, FILES_READ, FILES_UMOUNT (in: as for plugins: a
+ * FILES_READ stream watches the port for its CANCEL). */
+int vmbkAgentFilesServe(int port, const vmbkAgentFrame *req, GByteArray *in);
+/* Unmount the files tree if one of its disks is gone. */
+void vmbkAgentFilesReap(void);
+
 /* agent-plugin.c: PLUGIN_RUN, PLUGIN_DISK, PLUGIN_GO, CANCEL.  in: what the main loop has read
  * from the port and not yet served (a run reads the port itself while its plugin runs). */
 int vmbkAgentPluginServe(int port, const vmbkAgentFrame *req, GByteArray *in);

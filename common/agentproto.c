@@ -54,10 +54,13 @@ vmbkAgentMsgName(uint16_t type)
         [VMBK_AGENT_MSG_PLUGIN_RUN] = "PLUGIN_RUN", [VMBK_AGENT_MSG_PLUGIN_DISK] = "PLUGIN_DISK",
         [VMBK_AGENT_MSG_PLUGIN_GO] = "PLUGIN_GO", [VMBK_AGENT_MSG_OUTPUT] = "OUTPUT",
         [VMBK_AGENT_MSG_CANCEL] = "CANCEL",
+        [VMBK_AGENT_MSG_FILES_MOUNT] = "FILES_MOUNT", [VMBK_AGENT_MSG_FILES_LS] = "FILES_LS",
+        [VMBK_AGENT_MSG_FILES_READ] = "FILES_READ", [VMBK_AGENT_MSG_FILES_UMOUNT] = "FILES_UMOUNT",
     };
 
     type &= ~VMBK_AGENT_RESPONSE;
-    return type > 0 && type < VMBK_AGENT_MSG_LAST && names[type] ? names[type] : "UNKNOWN";
+    /* The values have gaps (7-15, 21-31): a table entry there is NULL, and past it is none. */
+    return type > 0 && type < G_N_ELEMENTS(names) && names[type] ? names[type] : "UNKNOWN";
 }
 
 static void

@@ -24,6 +24,16 @@
  * conversation ends with PLUGIN_RUN's response, or an ERROR (the plugin failed or crashed).
  * CANCEL (same id) kills the child.  The port drops what the host sends while the agent does not hold it open, so
  * a reader that finds no magic skips a byte and tries again: the next frame resynchronises.
+ *
+ * Reading files (FILES_*, 'vmbk ls|cat|copy-out --via appliance'): FILES_MOUNT mounts the
+ * filesystems of hotplugged disks read-only as one tree (the guest's mountpoints) and answers
+ * with a mount handle; FILES_LS and FILES_READ name a path in that tree, resolved in it as the
+ * guest would (symlinks and ".." never leave it); FILES_UMOUNT unmounts it.  A path that cannot be
+ * resolved is not an ERROR: the response says errno= (the Linux number) and what= it failed
+ * on, so hostctl words the message as its host path does.  FILES_READ answers with a stream of
+ * FILES_READ responses, each with offset= and bytes, "more=1" on all but the last, which says
+ * size=; hostctl may CANCEL it (same id).  Names and paths are escaped (vmbkAgentEscape).  A
+ * stat is one line of space-separated fields (VMBK_AGENT_STAT_FIELDS).
  */
 #pragma once
 
@@ -56,7 +66,20 @@ typedef enum {
     VMBK_AGENT_MSG_PLUGIN_DISK,     /* target=, serial=, size=, parent=, last=; bytes: extents */
     VMBK_AGENT_MSG_PLUGIN_GO,       /* (not answered) run it */
     VMBK_AGENT_MSG_OUTPUT,          /* agent -> hostctl: op=, handle=, ...; bytes: data */
-    VMBK_AGENT_MSG_CANCEL,          /* (not answered) stop the plugin run with this id */
+    VMBK_AGENT_MSG_CANCEL,          /* (not answered) stop the plugin run (or read) with this id */
+
+    /* Files of hotplugged disks (see above); values 32 to 47. */
+    VMBK_AGENT_MSG_FILES_MOUNT = 32, /* fs=SERIAL PARTITION TYPE MOUNTPOINT lines (in mount
+                                      * order, "/" first; PARTITION 0: the whole disk; TYPE "":
+                                      * any), timeout= -> mount=HANDLE, or errno=, what=, message=
+                                      * for the filesystem that failed */
+    VMBK_AGENT_MSG_FILES_LS,         /* mount=, path=, follow=0|1, list=0|1, start=N -> self=STAT
+                                      * and, with list and a directory, entry=STAT lines from the
+                                      * start-th in name order, next=N when more are left; or
+                                      * errno=, what= */
+    VMBK_AGENT_MSG_FILES_READ,       /* mount=, path=, follow=0|1, sparse=0|1 -> a stream (see
+                                      * above); sparse: holes are not sent */
+    VMBK_AGENT_MSG_FILES_UMOUNT,     /* mount= -> nothing */
 
     VMBK_AGENT_MSG_LAST
 } vmbkAgentMsg;
@@ -91,6 +114,10 @@ int vmbkAgentFrameTake(GByteArray *buf, vmbkAgentFrame **out, size_t *skipped);
 #define VMBK_AGENT_EXTENT_SIZE 20 /* u64 offset, u64 length, u32 type (VMBK_EXTENT_*) */
 /* Output data per OUTPUT frame: what a frame holds, less room for the header. */
 #define VMBK_AGENT_DATA_MAX (VMBK_AGENT_MAX_PAYLOAD - 4096)
+
+/* A FILES_LS stat line: name type mode uid gid size atime atime_ns mtime mtime_ns ino link
+ * (type: one of "-dlcbps"; name and link escaped, link "" when not a symlink). */
+#define VMBK_AGENT_STAT_FIELDS 12
 
 /* A frame of a header and bytes. */
 GBytes *vmbkAgentFrameEncodeData(uint16_t type, uint32_t id, const char *header,

@@ -1,4 +1,5 @@
-/* vmbk ls, vmbk cat: a point's files, read in a libguestfs appliance without a restore */
+/* vmbk ls, vmbk cat: a point's files, read without a restore: in a libguestfs appliance launched
+ * for the command (--via host), or in the warm backup appliance (--via appliance) */
 #include <config.h>
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "appliancefs.h"
 #include "pointfs.h"
 #include "vmbk.h"
 
@@ -89,15 +91,71 @@ vmbkLsDir(vmbkSource *src, const char *arg, const char *path, bool longfmt)
     return ret;
 }
 
+/* --via: true for appliance, false for host, -1 (reported) for anything else. */
+static int
+vmbkViaAppliance(const char *cmdname, const char *via)
+{
+    if (g_str_equal(via, "appliance"))
+        return 1;
+    if (g_str_equal(via, "host"))
+        return 0;
+    vmbkError(VMBK_ERR_USAGE, "%s: unknown --via '%s'; use host or appliance", cmdname, via);
+    return -1;
+}
+
+static int
+vmbkLsAppliance(vmbkGlobal *global, const char *repo_path, const char *domain, const char *id,
+                const char *arg, bool longfmt)
+{
+    g_autoptr(vmbkApplFs) fs = NULL;
+    g_autofree char *path = NULL;
+    g_autofree struct guestfs_statns *st = NULL;
+    g_autoptr(GPtrArray) names = NULL;
+    g_autoptr(GArray) sts = NULL;
+    g_autoptr(GPtrArray) links = NULL;
+    guint i;
+
+    if (!(fs = vmbkApplFsOpen(global, repo_path, domain, id)) ||
+        !(path = vmbkApplFsResolve(fs, arg)) ||
+        vmbkApplFsStat(fs, arg, path, false, &st, NULL) < 0)
+        return -1;
+    if (!S_ISDIR(st->st_mode)) {
+        if (longfmt)
+            vmbkLsLine(st, arg, NULL);
+        else
+            printf("%s\n", arg);
+    } else {
+        if (vmbkApplFsList(fs, arg, path, &names, &sts, &links) < 0)
+            return -1;
+        for (i = 0; i < names->len; i++) {
+            const struct guestfs_statns *e = &g_array_index(sts, struct guestfs_statns, i);
+            const char *name = g_ptr_array_index(names, i);
+            const char *link = g_ptr_array_index(links, i);
+
+            if (longfmt)
+                vmbkLsLine(e, name, S_ISLNK(e->st_mode) && *link ? link : NULL);
+            else
+                printf("%s\n", name);
+        }
+    }
+    if (fflush(stdout) != 0) {
+        vmbkErrorSystem(errno, "cannot write the listing");
+        return -1;
+    }
+    return 0;
+}
+
 VMBK_COMMAND(vmbkCmdLs)
 {
-    const char *repo_path = NULL, *point_id = NULL;
+    const char *repo_path = NULL, *point_id = NULL, *via = "host";
     gboolean longfmt = FALSE;
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo_path, "the repository", "REPO" },
         { "point", 0, 0, G_OPTION_ARG_STRING, &point_id,
           "an id from 'vmbk list', latest (the default), or live", "ID" },
         { "long", 'l', 0, G_OPTION_ARG_NONE, &longfmt, "mode, owner, size, mtime (UTC)", NULL },
+        { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (a libguestfs appliance launched for "
+          "the command; the default) or appliance (the warm backup appliance VM)", "RUNNER" },
         { NULL },
     };
     g_autoptr(vmbkSource) src = NULL;
@@ -114,6 +172,10 @@ VMBK_COMMAND(vmbkCmdLs)
         vmbkError(VMBK_ERR_USAGE, "ls: no repository given; pass -r REPO");
         return -1;
     }
+    if ((ret = vmbkViaAppliance("ls", via)) < 0)
+        return -1;
+    if (ret)
+        return vmbkLsAppliance(global, repo_path, argv[1], point_id, argv[2], longfmt);
     if (!(src = vmbkSourceOpen(global, repo_path, argv[1], point_id)) ||
         !(path = vmbkSourceResolve(src, argv[2])) ||
         vmbkSourceStat(src, argv[2], path, false, &st) < 0)
@@ -131,13 +193,40 @@ VMBK_COMMAND(vmbkCmdLs)
     return ret;
 }
 
+static int
+vmbkCatAppliance(vmbkGlobal *global, const char *repo_path, const char *domain, const char *id,
+                 const char *arg)
+{
+    g_autoptr(vmbkApplFs) fs = NULL;
+    g_autofree char *path = NULL;
+    g_autofree struct guestfs_statns *st = NULL;
+
+    if (!(fs = vmbkApplFsOpen(global, repo_path, domain, id)) ||
+        !(path = vmbkApplFsResolve(fs, arg)) ||
+        vmbkApplFsStat(fs, arg, path, true, &st, NULL) < 0)
+        return -1;
+    if (S_ISDIR(st->st_mode)) {
+        vmbkError(VMBK_ERR_OPERATION, "'%s' is a directory at %s; use 'vmbk ls' or "
+                  "'vmbk copy-out'", arg, fs->what);
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        vmbkError(VMBK_ERR_OPERATION, "'%s' is not a regular file at %s", arg, fs->what);
+        return -1;
+    }
+    fflush(stdout);
+    return vmbkApplFsRead(fs, arg, path, true, false, STDOUT_FILENO);
+}
+
 VMBK_COMMAND(vmbkCmdCat)
 {
-    const char *repo_path = NULL, *point_id = NULL;
+    const char *repo_path = NULL, *point_id = NULL, *via = "host";
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo_path, "the repository", "REPO" },
         { "point", 0, 0, G_OPTION_ARG_STRING, &point_id,
           "an id from 'vmbk list', latest (the default), or live", "ID" },
+        { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (a libguestfs appliance launched for "
+          "the command; the default) or appliance (the warm backup appliance VM)", "RUNNER" },
         { NULL },
     };
     g_autoptr(vmbkSource) src = NULL;
@@ -152,6 +241,12 @@ VMBK_COMMAND(vmbkCmdCat)
     if (!repo_path && g_strcmp0(point_id, "live") != 0) {
         vmbkError(VMBK_ERR_USAGE, "cat: no repository given; pass -r REPO");
         return -1;
+    }
+    switch (vmbkViaAppliance("cat", via)) {
+    case -1:
+        return -1;
+    case 1:
+        return vmbkCatAppliance(global, repo_path, argv[1], point_id, argv[2]);
     }
     if (!(src = vmbkSourceOpen(global, repo_path, argv[1], point_id)) ||
         !(path = vmbkSourceResolve(src, argv[2])) ||

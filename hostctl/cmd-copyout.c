@@ -13,12 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "appliancefs.h"
 #include "pointfs.h"
 #include "vmbk.h"
 
 typedef struct _vmbkCopyOut vmbkCopyOut;
 struct _vmbkCopyOut {
-    vmbkSource *src;
+    vmbkSource *src;      /* --via host */
+    vmbkApplFs *afs;      /* --via appliance */
     const char *dest;
     int destfd;
     bool owner;           /* running as root: restore uid/gid */
@@ -109,7 +111,11 @@ vmbkCopyEntry(vmbkCopyOut *c, const char *gpath, const char *rel,
         vmbkErrorSystem(errno, "cannot create '%s/%s'", c->dest, rel);
         return -1;
     }
-    {
+    if (c->afs) {
+        /* Holes stay holes: a guest's huge sparse file costs what it holds. */
+        if (vmbkApplFsRead(c->afs, gpath, gpath, false, true, fd) < 0)
+            return -1;
+    } else {
         g_autofree char *fdpath = g_strdup_printf("/dev/fd/%d", fd);
         if (guestfs_download(c->src->g, gpath, fdpath) < 0) {
             vmbkErrorGuestfs(c->src->g, "cannot copy '%s' of %s", gpath, c->src->what);
@@ -159,6 +165,37 @@ vmbkCopyTree(vmbkCopyOut *c, const char *gdir, const char *rel)
     return vmbkGuestfsWalk(c->src->g, gdir, true, vmbkCopyBatch, &a, c->src->what);
 }
 
+/* The same through the appliance: one FILES_LS per directory. */
+static int
+vmbkCopyTreeAppliance(vmbkCopyOut *c, const char *gdir, const char *rel)
+{
+    g_autoptr(GPtrArray) names = NULL;
+    g_autoptr(GArray) sts = NULL;
+    g_autoptr(GPtrArray) links = NULL;
+    guint j;
+
+    if (vmbkApplFsList(c->afs, gdir, gdir, &names, &sts, &links) < 0)
+        return -1;
+    for (j = 0; j < names->len; j++) {
+        const struct guestfs_statns *st = &g_array_index(sts, struct guestfs_statns, j);
+        const char *name = g_ptr_array_index(names, j);
+        g_autofree char *gpath = g_build_filename(gdir, name, NULL);
+        g_autofree char *sub = g_build_filename(rel, name, NULL);
+
+        if (vmbkApplFsInterrupted) {
+            vmbkError(VMBK_ERR_OPERATION, "interrupted by signal %d", (int) vmbkApplFsInterrupted);
+            return -1;
+        }
+        if (st->st_ino < 0)
+            continue;
+        if (vmbkCopyEntry(c, gpath, sub, st, g_ptr_array_index(links, j)) < 0)
+            return -1;
+        if (S_ISDIR(st->st_mode) && vmbkSafeName(name) && vmbkCopyTreeAppliance(c, gpath, sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Directories get their mode, owner and times last, deepest first. */
 static int
 vmbkFinishDirs(vmbkCopyOut *c)
@@ -185,14 +222,19 @@ vmbkFinishDirs(vmbkCopyOut *c)
 
 VMBK_COMMAND(vmbkCmdCopyOut)
 {
-    const char *repo_path = NULL, *point_id = NULL;
+    const char *repo_path = NULL, *point_id = NULL, *via = "host";
     GOptionEntry entries[] = {
         { "repo", 'r', 0, G_OPTION_ARG_FILENAME, &repo_path, "the repository", "REPO" },
         { "point", 0, 0, G_OPTION_ARG_STRING, &point_id,
           "an id from 'vmbk list', latest (the default), or live", "ID" },
+        { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (a libguestfs appliance launched for "
+          "the command; the default) or appliance (the warm backup appliance VM)", "RUNNER" },
         { NULL },
     };
     g_autoptr(vmbkSource) src = NULL;
+    g_autoptr(vmbkApplFs) afs = NULL;
+    g_autoptr(GPtrArray) links = g_ptr_array_new_with_free_func(g_free);
+    bool appliance;
     g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) stats = g_ptr_array_new_with_free_func(
         (GDestroyNotify) guestfs_free_statns);
@@ -214,27 +256,37 @@ VMBK_COMMAND(vmbkCmdCopyOut)
         vmbkError(VMBK_ERR_USAGE, "copy-out: no repository given; pass -r REPO");
         return -1;
     }
+    if (!g_str_equal(via, "host") && !g_str_equal(via, "appliance")) {
+        vmbkError(VMBK_ERR_USAGE, "copy-out: unknown --via '%s'; use host or appliance", via);
+        return -1;
+    }
+    appliance = g_str_equal(via, "appliance");
     dest = argv[argc - 1];
     if ((destfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         vmbkErrorSystem(errno, "copy-out: DEST '%s' must be an existing directory", dest);
         return -1;
     }
-    if (!(src = vmbkSourceOpen(global, repo_path, argv[1], point_id)))
+    if (appliance ? !(afs = vmbkApplFsOpen(global, repo_path, argv[1], point_id))
+                  : !(src = vmbkSourceOpen(global, repo_path, argv[1], point_id)))
         return -1;
     /* Every PATH must exist before anything is written. */
     for (i = 2; i < argc - 1; i++) {
         struct guestfs_statns *st;
-        char *path = vmbkSourceResolve(src, argv[i]);
+        char *link = NULL;
+        char *path = appliance ? vmbkApplFsResolve(afs, argv[i]) : vmbkSourceResolve(src, argv[i]);
 
         if (!path)
             return -1;
         g_ptr_array_add(paths, path);
-        if (vmbkSourceStat(src, argv[i], path, false, &st) < 0)
+        if (appliance ? vmbkApplFsStat(afs, argv[i], path, false, &st, &link) < 0
+                      : vmbkSourceStat(src, argv[i], path, false, &st) < 0)
             return -1;
         g_ptr_array_add(stats, st);
+        g_ptr_array_add(links, link);
     }
 
     c.src = src;
+    c.afs = afs;
     c.dest = dest;
     c.destfd = destfd;
     c.owner = geteuid() == 0;
@@ -248,11 +300,19 @@ VMBK_COMMAND(vmbkCmdCopyOut)
 
         if (g_str_equal(path, "/")) {
             /* A whole filesystem: its contents go into DEST. */
-            if (vmbkCopyTree(&c, "/", "") < 0)
+            if ((appliance ? vmbkCopyTreeAppliance(&c, "/", "") : vmbkCopyTree(&c, "/", "")) < 0)
                 return -1;
             continue;
         }
-        if (S_ISLNK(st->st_mode) && !(link = guestfs_readlink(src->g, path))) {
+        if (appliance) {
+            link = g_strdup(g_ptr_array_index(links, i));
+            if (S_ISDIR(st->st_mode)) {
+                if (vmbkCopyEntry(&c, path, name, st, link) < 0 ||
+                    vmbkCopyTreeAppliance(&c, path, name) < 0)
+                    return -1;
+                continue;
+            }
+        } else if (S_ISLNK(st->st_mode) && !(link = guestfs_readlink(src->g, path))) {
             vmbkErrorGuestfs(src->g, "cannot read the symlink '%s' of %s", path, src->what);
             return -1;
         }

@@ -126,6 +126,98 @@ expect_fail 1 "'/dev/sda1:/loop/a' at point 0001 of domain '$dom' is a symlink t
     timeout 300 "$VMBK" cat -r "$repo" "$dom" /dev/sda1:/loop/a
 echo "cat: $((SECONDS - t)) s" >&2
 
+# --- The same through the warm appliance (--via appliance): the agent resolves every guest path
+# below its mount (symlinks and ".." stay in the guest's tree), reads only regular files, never
+# blocks on a fifo; the output is the host path's; nothing stays attached.
+if ! command -v supermin >/dev/null; then
+    echo "supermin not found: the --via appliance part is skipped" >&2
+    assert_untouched
+    assert_nothing_left "$dom"
+    exit 0
+fi
+use_test_appliance
+cleanup_fn "$VMBK" appliance stop
+va=(--via appliance)
+t=$SECONDS
+timeout 300 "$VMBK" ls -r "$repo" "$dom" -l "${va[@]}" /dev/sda1:/names >ls.appl 2>err ||
+    fail "ls --via appliance: $(cat err)"
+echo "ls --via appliance (appliance started): $((SECONDS - t)) s" >&2
+cmp ls.out ls.appl || fail "ls -l --via appliance differs: $(diff ls.out ls.appl)"
+assert_appliance_clean "after ls"
+
+# copy-out of the whole filesystem: the host path's tree, byte for byte.
+mkdir -p abox/dest
+timeout 300 "$VMBK" copy-out -r "$repo" "$dom" "${va[@]}" /dev/sda1:/ abox/dest 2>err ||
+    fail "copy-out --via appliance: $(cat err)"
+grep -q "skipped 3 device file(s), fifo(s) or socket(s)" err || fail "copy-out --via appliance: $(cat err)"
+[ "$(ls -A abox)" = dest ] || fail "copy-out --via appliance wrote next to DEST: $(ls -A abox)"
+find abox/dest -mindepth 1 ! -path 'abox/dest/lost+found' -printf '%y %m %P -> %l\0' | hexlines >appl.tree
+diff want.tree appl.tree >/dev/null ||
+    fail "copy-out --via appliance differs from the guest's tree (hex): $(diff want.tree appl.tree)"
+diff -r --no-dereference box/dest abox/dest >/dev/null || fail "copy-out --via appliance differs from the host path's"
+assert_appliance_clean "after copy-out"
+expect_fail 1 "cannot create 'abox/dest/tmp': File exists" \
+    timeout 300 "$VMBK" copy-out -r "$repo" "$dom" "${va[@]}" /dev/sda1:/trap/tmp abox/dest
+[ "$(readlink abox/dest/tmp)" = /tmp ] || fail "abox/dest/tmp was replaced"
+assert_untouched
+assert_appliance_clean "after a refused copy-out"
+
+# Symlinks out of the tree and ".." resolve in the guest's tree, never the appliance's.
+[ "$(timeout 120 "$VMBK" cat -r "$repo" "$dom" "${va[@]}" /dev/sda1:/escape/passwd 2>err)" = "guest passwd" ] ||
+    fail "cat escape/passwd --via appliance: $(cat err)"
+[ "$(timeout 120 "$VMBK" cat -r "$repo" "$dom" "${va[@]}" /dev/sda1:/../../../etc/passwd 2>err)" = "guest passwd" ] ||
+    fail "cat /../../../etc/passwd --via appliance: $(cat err)"
+[ "$(timeout 120 "$VMBK" ls -r "$repo" "$dom" "${va[@]}" /dev/sda1:/escape/root/etc/ 2>err)" = passwd ] ||
+    fail "ls escape/root/etc --via appliance: $(cat err)"
+[ "$(timeout 120 "$VMBK" ls -r "$repo" "$dom" "${va[@]}" /dev/sda1:/loop/up/loop/up/etc 2>err)" = passwd ] ||
+    fail "ls loop/up/loop/up/etc --via appliance: $(cat err)"
+expect_fail 1 "'/dev/sda1:/escape/shadow' is a symlink to '/etc/shadow', which does not exist at point 0001" \
+    timeout 120 "$VMBK" cat -r "$repo" "$dom" "${va[@]}" /dev/sda1:/escape/shadow
+expect_fail 1 "'/dev/sda1:/loop/a' at point 0001 of domain '$dom' is a symlink that never resolves" \
+    timeout 120 "$VMBK" cat -r "$repo" "$dom" "${va[@]}" /dev/sda1:/loop/a
+# A fifo and device nodes: refused at once, never opened for reading.
+for f in fifo null sda; do
+    expect_fail 1 "'/dev/sda1:/special/$f' is not a regular file at point 0001" \
+        timeout 60 "$VMBK" cat -r "$repo" "$dom" "${va[@]}" /dev/sda1:/special/$f
+done
+# A filesystem that cannot be mounted is named.
+expect_fail 1 "the ext4 filesystem '/dev/sda2' of point 0001 of domain '$dom' cannot be mounted" \
+    timeout 120 "$VMBK" ls -r "$repo" "$dom" "${va[@]}" /dev/sda2:/
+assert_untouched
+assert_appliance_clean "after the hostile paths"
+
+# A huge sparse file (64 GiB, 1 byte of data), on a point without inspection (--no-catalog):
+# copy-out keeps it sparse, cat streams it until its reader stops; nothing hangs or stays.
+sdom=vmbk-t-hostile-sparse
+mkdir sparse
+truncate -s 64G sparse/huge
+printf 'X' | dd of=sparse/huge bs=1 seek=$((40 * 1024 * 1024 * 1024)) conv=notrunc status=none
+mkfs.ext4 -q -F -d sparse sparse.p1 32M >/dev/null
+qemu-img create -q -f raw sparse.raw 40M
+printf '%s\n' 'label: dos' 'start=2048, size=65536, type=83' | sfdisk -q sparse.raw >/dev/null
+dd if=sparse.p1 of=sparse.raw bs=1M seek=1 conv=notrunc status=none
+printf '\xfa\xf4\xeb\xfd' | dd of=sparse.raw bs=1 count=4 conv=notrunc status=none
+qemu-img convert -f raw -O qcow2 sparse.raw sparse.qcow2
+chmod 0644 sparse.qcow2
+create_guest "$sdom" --base "$TMPDIR_TEST/sparse.qcow2"
+timeout 300 "$VMBK" backup "$sdom" -r "$repo" --no-catalog >id 2>err || fail "backup of the sparse guest: $(cat err)"
+expect_fail 1 "has no saved inspection" \
+    timeout 120 "$VMBK" ls -r "$repo" "$sdom" "${va[@]}" /huge
+mkdir sdest
+t=$SECONDS
+timeout 120 "$VMBK" copy-out -r "$repo" "$sdom" "${va[@]}" /dev/sda1:/huge sdest 2>err ||
+    fail "copy-out of a huge sparse file: $(cat err)"
+echo "copy-out of a 64 GiB sparse file --via appliance: $((SECONDS - t)) s" >&2
+[ "$(stat -c %s sdest/huge)" = $((64 * 1024 * 1024 * 1024)) ] || fail "size of the sparse copy: $(stat -c %s sdest/huge)"
+[ "$(du -k sdest/huge | cut -f1)" -lt 1024 ] || fail "the sparse copy takes $(du -k sdest/huge | cut -f1) KiB"
+[ "$(dd if=sdest/huge bs=1 skip=$((40 * 1024 * 1024 * 1024)) count=1 status=none)" = X ] ||
+    fail "the sparse copy lost its data"
+assert_appliance_clean "after copy-out of a sparse file"
+timeout 120 "$VMBK" cat -r "$repo" "$sdom" "${va[@]}" /dev/sda1:/huge 2>err | head -c 1048576 >sparse.head || true
+cmp sparse.head <(head -c 1048576 /dev/zero) || fail "cat of a sparse file: $(cat err)"
+assert_appliance_clean "after cat of a sparse file, its reader gone"
+assert_nothing_left "$sdom"
+
 assert_untouched
 assert_nothing_left "$dom"
 assert_running "$dom"
