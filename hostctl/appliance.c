@@ -484,14 +484,16 @@ vmbkApplianceSweep(virDomainPtr dom)
         fprintf(stderr, "%s: detached disk '%s' that an interrupted vmbk left in the "
                 "appliance\n", vmbk_progname, serial);
         n++;
-        /* And the qemu-nbd that served it, from a job directory whose vmbk is gone. */
+        /* And the qemu-nbd that served it, from a job directory whose vmbk is gone (a backup's,
+         * a plugin run's or a file restore's). */
         if (socket) {
             g_autofree char *jobdir = g_path_get_dirname(socket);
             g_autofree char *owner = g_build_filename(jobdir, "owner", NULL);
             g_autofree char *kind = NULL;
+            g_autofree char *jobs = vmbkJobsDir();
 
-            if (g_file_test(owner, G_FILE_TEST_IS_REGULAR) &&
-                vmbkJobDirOwner(jobdir, &kind) == 0 && g_strcmp0(kind, "appliance") == 0)
+            if (g_str_has_prefix(jobdir, jobs) && g_file_test(owner, G_FILE_TEST_IS_REGULAR) &&
+                vmbkJobDirOwner(jobdir, &kind) == 0)
                 vmbkJobDirRemove(jobdir);
         }
     }

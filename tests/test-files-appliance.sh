@@ -114,6 +114,22 @@ rc=0
 "$VMBK" cat "${p[@]}" "${via[@]}" /srv/data/random.bin 2>err | head -c 100 >/dev/null || rc=$?
 assert_appliance_clean "after a closed pipe"
 
+# kill -9 in the middle of a cat: the next command detaches the disk and stops the qemu-nbd the
+# killed one left serving the point.
+mkfifo pipe9
+"$VMBK" cat "${p[@]}" "${via[@]}" /srv/data/random.bin >pipe9 2>err &
+pid=$!
+exec 3<pipe9
+head -c 65536 <&3 >/dev/null
+kill -KILL $pid
+wait $pid || true
+exec 3<&-
+pgrep -f "qemu-nbd.*$VMBK_STATE_DIR" >/dev/null || fail "kill -9: no qemu-nbd was left to sweep"
+"$VMBK" ls "${p[@]}" "${via[@]}" /etc/hostname >/dev/null 2>err || fail "ls after kill -9: $(cat err)"
+grep -q "detached disk 'vmbk-vda-" err || fail "the disk the killed cat left was not reported: $(cat err)"
+assert_appliance_clean "after kill -9 mid-cat"
+! pgrep -af "qemu-nbd.*$VMBK_STATE_DIR" || fail "a qemu-nbd of the killed cat is still running"
+
 # The agent serves the next command as if nothing happened.
 "$VMBK" cat "${p[@]}" "${via[@]}" /srv/data/random.bin 2>err | cmp - host/data/random.bin ||
     fail "cat after the interruptions: $(cat err)"
