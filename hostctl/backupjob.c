@@ -422,13 +422,17 @@ vmbkBackupEnd(virDomainPtr dom, vmbkBackupJob *job)
 {
     if (!job)
         return;
-    /* A pull-mode job ends by aborting it; a domain that went away has no job left to end. */
-    if (virDomainAbortJob(dom) < 0 && virDomainIsActive(dom) == 1) {
+    /* A pull-mode job ends by aborting it; a domain that went away has no job left to end.  One
+     * that may still run (libvirtd restarted under us) keeps its directory, whose owner is gone
+     * once we exit: the next vmbk recognises the job as an interrupted one of ours and ends it. */
+    if (virDomainAbortJob(dom) < 0 && virDomainIsActive(dom) != 0) {
         virErrorPtr err = virGetLastError();
-        fprintf(stderr, "%s: warning: cannot end the backup job: %s\n", vmbk_progname,
+        fprintf(stderr, "%s: warning: cannot end the backup job (the next vmbk backup of the "
+                "domain will): %s\n", vmbk_progname,
                 err && err->message ? err->message : "unknown error");
+    } else {
+        vmbkJobDirRemove(job->dir);
     }
-    vmbkJobDirRemove(job->dir);
     vmbkBackupJobFree(job);
 }
 
