@@ -7,11 +7,13 @@
  *     (GNU tar's --sort=none), a directory's contents right after it;
  *   - sockets are left out (GNU tar ignores them);
  *   - a non-directory with more than one link is a hard link (link: the path of its first entry,
- *     size 0) from its second entry on, without xattrs or ACLs, as GNU tar writes it;
+ *     size 0, mode: the permission bits only) from its second entry on, without xattrs or ACLs,
+ *     as GNU tar writes it and libarchive reads it;
  *   - owners by number only (uname, gname NULL), times to the nanosecond, rdev of device nodes;
- *   - every xattr in listxattr's order; the ACLs in the text libarchive makes of tar's (access:
- *     "user::", "group::", "other::" then the named entries and the mask; default: as it is), and
- *     only when not trivial.
+ *   - every xattr (system.posix_acl_* too), in name order; the ACLs in the text libarchive makes
+ *     of tar's (access: "user::", "group::", "other::" then the named entries and the mask;
+ *     default: as it is), only when not trivial; and, as libarchive keeps the mode in the ACL, an
+ *     access ACL's user::, group:: and other:: entries are the mode's permission bits.
  * Nothing of the guest is followed: each directory is opened relative to its parent's fd with
  * O_NOFOLLOW, a file is opened at its first vmbk_read with O_NOFOLLOW | O_NONBLOCK (a FIFO never
  * blocks) and must still be the regular file its entry said.
@@ -59,12 +61,13 @@ vmbkWalkAclEntry(GString *s, const char *tag, const char *qual, unsigned int per
 
 /* The ACL text the host's runner gives for the xattr value, or NULL (a trivial ACL). */
 static char *
-vmbkWalkAclText(const uint8_t *v, size_t len, bool access)
+vmbkWalkAclText(const uint8_t *v, size_t len, bool access, int *mode)
 {
     g_autoptr(GString) head = g_string_new(NULL);
     g_autoptr(GString) rest = g_string_new(NULL);
     size_t n, i;
     bool named = false;
+    int bits = 0;
 
     if (len < 4 || (len - 4) % 8 != 0 || vmbkAgentGet32(v) != ACL_XATTR_VERSION)
         return NULL;
@@ -76,8 +79,10 @@ vmbkWalkAclText(const uint8_t *v, size_t len, bool access)
         g_autofree char *q = g_strdup_printf("%u", id);
         GString *to = rest;
 
-        if (access && (tag == ACL_USER_OBJ || tag == ACL_GROUP_OBJ || tag == ACL_OTHER))
+        if (access && (tag == ACL_USER_OBJ || tag == ACL_GROUP_OBJ || tag == ACL_OTHER)) {
             to = head;
+            bits |= (perm & 7) << (tag == ACL_USER_OBJ ? 6 : tag == ACL_GROUP_OBJ ? 3 : 0);
+        }
         switch (tag) {
         case ACL_USER_OBJ: vmbkWalkAclEntry(to, "user", "", perm); break;
         case ACL_GROUP_OBJ: vmbkWalkAclEntry(to, "group", "", perm); break;
@@ -93,6 +98,8 @@ vmbkWalkAclText(const uint8_t *v, size_t len, bool access)
     }
     if (access && !named)
         return NULL;
+    if (access)
+        *mode = bits;
     if (head->len && rest->len)
         g_string_append_c(head, ',');
     g_string_append(head, rest->str);
@@ -104,6 +111,7 @@ typedef struct {
     GPtrArray *names;
     GPtrArray *values;
     char *acl_access, *acl_default;
+    int acl_mode; /* the access ACL's user::, group::, other:: as mode bits, or -1 */
 } vmbkWalkXattrs;
 
 static void
@@ -119,6 +127,12 @@ vmbkWalkXattrsClear(vmbkWalkXattrs *x)
     g_free(x->acl_default);
 }
 
+static gint
+vmbkWalkXattrCompare(gconstpointer a, gconstpointer b)
+{
+    return strcmp(((const struct vmbk_xattr *) a)->name, ((const struct vmbk_xattr *) b)->name);
+}
+
 /* The xattrs of name in the directory dirfd (never following it), and the ACLs they hold. */
 static int
 vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkWalkXattrs *x)
@@ -128,6 +142,7 @@ vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkW
     g_autofree char *list = NULL;
     ssize_t len, i;
 
+    x->acl_mode = -1;
     x->xattrs = g_array_new(FALSE, FALSE, sizeof(struct vmbk_xattr));
     x->names = g_ptr_array_new_with_free_func(g_free);
     x->values = g_ptr_array_new_with_free_func(g_free);
@@ -168,9 +183,9 @@ vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkW
             return -1;
         }
         if (g_str_equal(xn, "system.posix_acl_access"))
-            x->acl_access = vmbkWalkAclText(v, vlen, true);
+            x->acl_access = vmbkWalkAclText(v, vlen, true, &x->acl_mode);
         else if (dir && g_str_equal(xn, "system.posix_acl_default"))
-            x->acl_default = vmbkWalkAclText(v, vlen, false);
+            x->acl_default = vmbkWalkAclText(v, vlen, false, NULL);
         e.name = g_strdup(xn);
         e.value = v;
         e.len = vlen;
@@ -178,6 +193,8 @@ vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkW
         g_ptr_array_add(x->values, g_steal_pointer(&v));
         g_array_append_val(x->xattrs, e);
     }
+    /* In name order, as GNU tar writes them. */
+    g_array_sort(x->xattrs, vmbkWalkXattrCompare);
     return 0;
 }
 
@@ -276,6 +293,8 @@ vmbkWalkEntry(vmbkWalk *w, int dirfd, const char *name, const char *path)
             e.link = first;
             e.hardlink = 1;
             e.size = 0;
+            /* A tar hard link has no file type: libarchive gives its permission bits only. */
+            e.mode = st.st_mode & 07777;
             goto call;
         }
         g_hash_table_insert(w->links, ino, g_strdup(path));
@@ -298,6 +317,10 @@ vmbkWalkEntry(vmbkWalk *w, int dirfd, const char *name, const char *path)
     e.nr_xattrs = x.xattrs->len;
     e.acl_access = x.acl_access;
     e.acl_default = x.acl_default;
+    /* libarchive keeps the mode in the ACL: tar's access ACL sets its permission bits (group:
+     * the owning group's entry, not the mask st_mode shows). */
+    if (x.acl_mode >= 0)
+        e.mode = (e.mode & ~(mode_t) 0777) | x.acl_mode;
     if (S_ISREG(st.st_mode)) {
         what = g_strdup_printf("'%s' of filesystem '%s'", path, w->fs.device);
         src.size = e.size;
