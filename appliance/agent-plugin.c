@@ -117,11 +117,41 @@ vmbkChildWrite(GBytes *frame)
 }
 
 static int
-vmbkChildSend(const char *header, const void *data, size_t len)
+vmbkChildSendNow(const char *header, const void *data, size_t len)
 {
     g_autoptr(GBytes) frame = vmbkAgentFrameEncodeData(VMBK_AGENT_MSG_OUTPUT, run.id, header,
                                                        data, len);
     return vmbkChildWrite(frame);
+}
+
+/* Appends to one output, gathered into frames of up to VMBK_AGENT_DATA_MAX: a file-level plugin
+ * writes many small pieces (a tar header, a small file), and each frame is a trip through the
+ * agent and the port.  Sent before any other OUTPUT, so hostctl sees the writes in order. */
+static struct {
+    uint32_t handle;
+    GByteArray *data;
+} pending;
+
+static int
+vmbkChildFlush(void)
+{
+    g_autofree char *h = NULL;
+    int r;
+
+    if (!pending.data || pending.data->len == 0)
+        return 0;
+    h = g_strdup_printf("op=write\nhandle=%u\n", pending.handle);
+    r = vmbkChildSendNow(h, pending.data->data, pending.data->len);
+    g_byte_array_set_size(pending.data, 0);
+    return r;
+}
+
+static int
+vmbkChildSend(const char *header, const void *data, size_t len)
+{
+    if (vmbkChildFlush() < 0)
+        return -1;
+    return vmbkChildSendNow(header, data, len);
 }
 
 /* An OUTPUT that waits for hostctl's answer: its payload, or NULL (reported). */
@@ -229,13 +259,31 @@ vmbk_output_open(struct vmbk_sink *sink G_GNUC_UNUSED, const char *name, unsigne
     return out;
 }
 
-/* write (offset NULL: append) or pwrite, in frames. */
+/* write (offset NULL: append, gathered) or pwrite, in frames. */
 static int
 vmbkChildWriteData(struct vmbk_output *out, const void *buf, size_t count, const uint64_t *offset)
 {
     const char *p = buf;
     uint64_t at = offset ? *offset : 0;
 
+    if (!offset) {
+        if (pending.data && pending.data->len > 0 && pending.handle != out->handle &&
+            vmbkChildFlush() < 0)
+            return -1;
+        if (!pending.data)
+            pending.data = g_byte_array_new();
+        pending.handle = out->handle;
+        while (count > 0) {
+            size_t n = MIN(count, (size_t) VMBK_AGENT_DATA_MAX - pending.data->len);
+
+            g_byte_array_append(pending.data, (const guint8 *) p, n);
+            p += n;
+            count -= n;
+            if (pending.data->len == VMBK_AGENT_DATA_MAX && vmbkChildFlush() < 0)
+                return -1;
+        }
+        return 0;
+    }
     do {
         size_t n = MIN(count, (size_t) VMBK_AGENT_DATA_MAX);
         g_autofree char *h = offset ? g_strdup_printf("op=pwrite\nhandle=%u\noffset=%" PRIu64
@@ -478,6 +526,8 @@ vmbkAgentRunUnmount(void)
         if (umount2(f->dir, UMOUNT_NOFOLLOW) < 0 &&
             umount2(f->dir, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
             fprintf(stderr, "vmbk-agent: cannot unmount '%s': %s\n", f->dir, g_strerror(errno));
+        else
+            fprintf(stderr, "vmbk-agent: unmounted %s of plugin run %u\n", f->device, run.id);
         rmdir(f->dir);
         g_clear_pointer(&f->dir, g_free);
     }
@@ -522,6 +572,8 @@ vmbkAgentPluginGo(int port, GByteArray *in)
         signal(SIGPIPE, SIG_IGN);
         vmbkErrorReset();
         r = vmbkChildRun();
+        if (vmbkChildFlush() < 0)
+            r = -1;
         if (r == 0) {
             g_autoptr(GBytes) f = vmbkAgentFrameEncode(VMBK_AGENT_MSG_PLUGIN_RUN |
                                                        VMBK_AGENT_RESPONSE, run.id, "", 0);
@@ -598,6 +650,8 @@ vmbkAgentPluginGo(int port, GByteArray *in)
     }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    /* Nothing of the run stays mounted once vmbk hears how it ended. */
+    vmbkAgentRunUnmount();
     if (WIFSIGNALED(status))
         return vmbkAgentError(run.id, "plugin '%s' crashed (%s) in the appliance", name,
                               g_strsignal(WTERMSIG(status)));
