@@ -133,12 +133,26 @@ vmbkWalkXattrCompare(gconstpointer a, gconstpointer b)
     return strcmp(((const struct vmbk_xattr *) a)->name, ((const struct vmbk_xattr *) b)->name);
 }
 
-/* The xattrs of name in the directory dirfd (never following it), and the ACLs they hold. */
+/* listxattr and getxattr of name in the directory dirfd, never following it (at: its path
+ * through /proc/self/fd), or (at NULL) of the directory dirfd itself. */
+static ssize_t
+vmbkWalkList(int dirfd, const char *at, char *list, size_t size)
+{
+    return at ? llistxattr(at, list, size) : flistxattr(dirfd, list, size);
+}
+
+static ssize_t
+vmbkWalkGet(int dirfd, const char *at, const char *xn, void *value, size_t size)
+{
+    return at ? lgetxattr(at, xn, value, size) : fgetxattr(dirfd, xn, value, size);
+}
+
+/* The xattrs of name in the directory dirfd (never following it), or (name NULL) of dirfd
+ * itself, and the ACLs they hold. */
 static int
 vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkWalkXattrs *x)
 {
-    g_autofree char *at = name ? g_strdup_printf("/proc/self/fd/%d/%s", dirfd, name)
-                               : g_strdup_printf("/proc/self/fd/%d", dirfd);
+    g_autofree char *at = name ? g_strdup_printf("/proc/self/fd/%d/%s", dirfd, name) : NULL;
     g_autofree char *list = NULL;
     ssize_t len, i;
 
@@ -147,7 +161,7 @@ vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkW
     x->names = g_ptr_array_new_with_free_func(g_free);
     x->values = g_ptr_array_new_with_free_func(g_free);
     for (;;) {
-        if ((len = llistxattr(at, NULL, 0)) < 0) {
+        if ((len = vmbkWalkList(dirfd, at, NULL, 0)) < 0) {
             if (errno == ENOTSUP)
                 return 0;
             vmbkErrorSystem(errno, "cannot list the xattrs of '%s'", path);
@@ -155,7 +169,7 @@ vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkW
         }
         g_free(list);
         list = g_malloc(len + 1);
-        if ((len = llistxattr(at, list, len)) >= 0)
+        if ((len = vmbkWalkList(dirfd, at, list, len)) >= 0)
             break;
         if (errno != ERANGE) {
             vmbkErrorSystem(errno, "cannot list the xattrs of '%s'", path);
@@ -169,11 +183,11 @@ vmbkWalkGetXattrs(int dirfd, const char *name, const char *path, bool dir, vmbkW
         ssize_t vlen;
 
         for (;;) {
-            if ((vlen = lgetxattr(at, xn, NULL, 0)) < 0)
+            if ((vlen = vmbkWalkGet(dirfd, at, xn, NULL, 0)) < 0)
                 break;
             g_free(v);
             v = g_malloc(vlen + 1);
-            if ((vlen = lgetxattr(at, xn, v, vlen)) >= 0 || errno != ERANGE)
+            if ((vlen = vmbkWalkGet(dirfd, at, xn, v, vlen)) >= 0 || errno != ERANGE)
                 break;
         }
         if (vlen < 0) {

@@ -2,9 +2,10 @@
 # File-level plugins run inside the backup appliance (--via appliance --plugin tar): the agent
 # mounts the point's filesystems read-only and walks them as the host's runner does, so the tar
 # plugin's archive is byte for byte the host path's for the same guest state (hard and symbolic
-# links, a FIFO, a device node, xattrs, access and default ACLs, names with a newline or not in
-# UTF-8, nanosecond mtimes), and so is every field a plugin is given (the badfiles plugin lists
-# them, with a hash of each file as vmbk_read gives it).  A file-level plugin that fails, crashes
+# links, a FIFO, device nodes, xattrs (the root's too), access and default ACLs, names with a
+# newline or not in UTF-8, nanosecond mtimes), and so is every field a plugin is given (the
+# badfiles plugin lists them, with a hash of each file as vmbk_read gives it).  A file-level
+# plugin that fails, crashes
 # or hangs (SIGTERM) in the appliance fails the backup naming it, leaves no point, nothing
 # mounted in the appliance and nothing attached; the next backup works.
 source "${abs_top_srcdir:-..}/tests/functions.sh"
@@ -42,6 +43,7 @@ vda=$(guest_disk_path "$dom" vda)
 virsh destroy "$dom" >/dev/null || fail "cannot stop domain '$dom'"
 guestfish --format=qcow2 -a "$vda" -m /dev/sda1 >"$TMPDIR_TEST/guestfish.log" 2>&1 <<GUESTFISH ||
 setxattr user.vmbk.note "kept by tar" 11 /srv/data/hello.txt
+setxattr user.vmbk.top "root" 4 /
 acl-set-file /srv/data/hello.txt access "u::rw-,u:1234:r--,g::r--,m::r--,o::r--"
 acl-set-file /srv/data default "u::rwx,g::r-x,g:555:rwx,m::rwx,o::r-x"
 ln /srv/data/hello.txt /srv/data/hello.hard
@@ -89,7 +91,8 @@ for want in ' 1 [0-9a-f]+ acl=-/- path=srv/data/hello\.(txt|hard) link=srv/data/
             'acl=user::rw-,group::r--,other::r--,user:1234:r--,mask::r--/- .*x:user.vmbk.note=11' \
             ' 1,3 0 .* path=srv/data/null ' ' 8,1 0 .* path=srv/data/disk ' \
             '^10[0-7]{3} .* path=srv/data/fifo ' ' m1700000000.123456789 .* path=srv/data/numbers.txt ' \
-            '^120777 .* path=srv/data/abs.sym link=/etc/passwd$'; do
+            '^120777 .* path=srv/data/abs.sym link=/etc/passwd$' \
+            '^40[0-7]{3} .* x:user.vmbk.top=4 path=\. link=$'; do
     grep -aqE -e "$want" "$a/badfiles/files.out" || fail "files.out has no line matching '$want'"
 done
 if cmp -s "$b/tar/sda1.tar" "$a/tar/sda1.tar"; then
