@@ -4,9 +4,9 @@
 # plugin's archive is byte for byte the host path's for the same guest state (hard and symbolic
 # links, a FIFO, device nodes, xattrs (the root's too), access and default ACLs, names with a
 # newline or not in UTF-8, nanosecond mtimes), and so is every field a plugin is given (the
-# badfiles plugin lists them, with a hash of each file as vmbk_read gives it).  A file-level
-# plugin that fails, crashes
-# or hangs (SIGTERM) in the appliance fails the backup naming it, leaves no point, nothing
+# badfiles plugin lists them, with a hash of each file as vmbk_read gives it); the example
+# plugin, block and file level, gets both, as on the host.  A file-level plugin that fails,
+# crashes or hangs (SIGTERM) in the appliance fails the backup naming it, leaves no point, nothing
 # mounted in the appliance and nothing attached; the next backup works.
 source "${abs_top_srcdir:-..}/tests/functions.sh"
 requires_root
@@ -66,18 +66,20 @@ wait_for 30 "domain '$dom' to run" assert_running "$dom"
 # The same point through both runners.
 t0=$(date +%s.%N)
 VMBK_DEBUG=1 "$VMBK" backup "$dom" -r "$via" --no-catalog --via appliance --plugin tar \
-    --plugin "$badfiles" >"$TMPDIR_TEST/id" 2>"$TMPDIR_TEST/err" ||
+    --plugin "$badfiles" --plugin example >"$TMPDIR_TEST/id" 2>"$TMPDIR_TEST/err" ||
     fail "backup --via appliance --plugin tar: $(cat "$TMPDIR_TEST/err")"
-echo "backup --via appliance --plugin tar --plugin badfiles: $(elapsed "$t0") s"
+echo "backup --via appliance --plugin tar --plugin badfiles --plugin example: $(elapsed "$t0") s"
 grep -E "started the appliance|inspected|in the appliance in" "$TMPDIR_TEST/err" || true
 [ "$(cat "$TMPDIR_TEST/id")" = 0001 ] || fail "the backup printed '$(cat "$TMPDIR_TEST/id")'"
 assert_appliance_clean "after the backup --via appliance"
 assert_nothing_mounted "after the backup --via appliance"
 assert_nothing_left "$dom"
 t0=$(date +%s.%N)
-"$VMBK" backup "$dom" -r "$host" --no-catalog --plugin tar --plugin "$badfiles" \
-    >/dev/null 2>"$TMPDIR_TEST/err" || fail "backup --plugin tar on the host: $(cat "$TMPDIR_TEST/err")"
-echo "backup --via host --plugin tar --plugin badfiles: $(elapsed "$t0") s"
+VMBK_DEBUG=1 "$VMBK" backup "$dom" -r "$host" --no-catalog --plugin tar --plugin "$badfiles" \
+    --plugin example >/dev/null 2>"$TMPDIR_TEST/err" ||
+    fail "backup --plugin tar on the host: $(cat "$TMPDIR_TEST/err")"
+echo "backup --via host --plugin tar --plugin badfiles --plugin example: $(elapsed "$t0") s"
+grep -E "plugin (tar|badfiles|example): (running|done)" "$TMPDIR_TEST/err" || true
 
 a=$via/$dom/points/0001
 b=$host/$dom/points/0001
@@ -103,6 +105,11 @@ else
     diff "$TMPDIR_TEST/host.tv" "$TMPDIR_TEST/appl.tv" | head -20
     fail "sda1.tar differs between the appliance and the host: $(cmp "$b/tar/sda1.tar" "$a/tar/sda1.tar")"
 fi
+# example is block and file level: it gets both, the same as on the host.
+[ "$(ls "$a/example")" = "$(printf 'sda1.list\nvda.map')" ] ||
+    fail "points/0001/example holds '$(ls "$a/example")' in the appliance's"
+diff -r "$b/example" "$a/example" >"$TMPDIR_TEST/example.diff" ||
+    fail "example's outputs differ: $(head -20 "$TMPDIR_TEST/example.diff")"
 "$VMBK" verify -r "$via" "$dom" -q || fail "verify failed"
 
 # A file-level plugin that fails or crashes in the appliance: the backup fails naming it, no
