@@ -20,16 +20,19 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
 #include "agent.h"
-#include "pluginapi.h"
+#include "agent-plugin.h"
 #include "vmbk-error.h"
 
 #define DISK_TIMEOUT_S 10
+#define RUN_DIR "/run/vmbk-plugin"
 
 /* The run being gathered: one at a time. */
 typedef struct {
@@ -43,7 +46,21 @@ static struct {
     char *header;    /* PLUGIN_RUN's */
     GBytes *so;
     GPtrArray *disks; /* of vmbkAgentRunDisk */
+    GPtrArray *fss;   /* of vmbkAgentRunFs */
 } run;
+
+static void
+vmbkAgentRunFsFree(vmbkAgentRunFs *f)
+{
+    g_free(f->name);
+    g_free(f->device);
+    g_free(f->type);
+    g_free(f->mountpoint);
+    g_free(f->serial);
+    g_free(f->dir);
+    g_free(f->skipped);
+    g_free(f);
+}
 
 static void
 vmbkAgentRunDiskFree(vmbkAgentRunDisk *d)
@@ -62,6 +79,7 @@ vmbkAgentRunReset(void)
     g_clear_pointer(&run.header, g_free);
     g_clear_pointer(&run.so, g_bytes_unref);
     g_clear_pointer(&run.disks, g_ptr_array_unref);
+    g_clear_pointer(&run.fss, g_ptr_array_unref);
 }
 
 static char *
@@ -73,12 +91,6 @@ vmbkAgentRunGet(const char *key)
 }
 
 /* --- the child: what vmbk-plugin.h promises the plugin --------------------------------------- */
-
-struct vmbk_source {
-    int fd;
-    uint64_t size;
-    const char *what;
-};
 
 struct vmbk_sink {
     int unused;
@@ -105,11 +117,41 @@ vmbkChildWrite(GBytes *frame)
 }
 
 static int
-vmbkChildSend(const char *header, const void *data, size_t len)
+vmbkChildSendNow(const char *header, const void *data, size_t len)
 {
     g_autoptr(GBytes) frame = vmbkAgentFrameEncodeData(VMBK_AGENT_MSG_OUTPUT, run.id, header,
                                                        data, len);
     return vmbkChildWrite(frame);
+}
+
+/* Appends to one output, gathered into frames of up to VMBK_AGENT_DATA_MAX: a file-level plugin
+ * writes many small pieces (a tar header, a small file), and each frame is a trip through the
+ * agent and the port.  Sent before any other OUTPUT, so hostctl sees the writes in order. */
+static struct {
+    uint32_t handle;
+    GByteArray *data;
+} pending;
+
+static int
+vmbkChildFlush(void)
+{
+    g_autofree char *h = NULL;
+    int r;
+
+    if (!pending.data || pending.data->len == 0)
+        return 0;
+    h = g_strdup_printf("op=write\nhandle=%u\n", pending.handle);
+    r = vmbkChildSendNow(h, pending.data->data, pending.data->len);
+    g_byte_array_set_size(pending.data, 0);
+    return r;
+}
+
+static int
+vmbkChildSend(const char *header, const void *data, size_t len)
+{
+    if (vmbkChildFlush() < 0)
+        return -1;
+    return vmbkChildSendNow(header, data, len);
 }
 
 /* An OUTPUT that waits for hostctl's answer: its payload, or NULL (reported). */
@@ -154,6 +196,8 @@ vmbk_read(struct vmbk_source *source, void *buf, uint32_t count, uint64_t offset
         vmbk_error("vmbk_read: no source");
         return -1;
     }
+    if (source->file)
+        return vmbkAgentWalkRead(source, buf, count, offset);
     if (offset > source->size || count > source->size - offset) {
         vmbk_error("read of %" PRIu32 " bytes at %" PRIu64 " is past the end of %s",
                    count, offset, source->what);
@@ -173,6 +217,15 @@ vmbk_read(struct vmbk_source *source, void *buf, uint32_t count, uint64_t offset
         count -= r;
     }
     return 0;
+}
+
+int
+vmbkAgentChildWarn(const char *message)
+{
+    g_autofree char *m = vmbkAgentEscape(message);
+    g_autofree char *h = g_strdup_printf("op=warn\nmessage=%s\n", m);
+
+    return vmbkChildSend(h, NULL, 0);
 }
 
 int
@@ -206,13 +259,31 @@ vmbk_output_open(struct vmbk_sink *sink G_GNUC_UNUSED, const char *name, unsigne
     return out;
 }
 
-/* write (offset NULL: append) or pwrite, in frames. */
+/* write (offset NULL: append, gathered) or pwrite, in frames. */
 static int
 vmbkChildWriteData(struct vmbk_output *out, const void *buf, size_t count, const uint64_t *offset)
 {
     const char *p = buf;
     uint64_t at = offset ? *offset : 0;
 
+    if (!offset) {
+        if (pending.data && pending.data->len > 0 && pending.handle != out->handle &&
+            vmbkChildFlush() < 0)
+            return -1;
+        if (!pending.data)
+            pending.data = g_byte_array_new();
+        pending.handle = out->handle;
+        while (count > 0) {
+            size_t n = MIN(count, (size_t) VMBK_AGENT_DATA_MAX - pending.data->len);
+
+            g_byte_array_append(pending.data, (const guint8 *) p, n);
+            p += n;
+            count -= n;
+            if (pending.data->len == VMBK_AGENT_DATA_MAX && vmbkChildFlush() < 0)
+                return -1;
+        }
+        return 0;
+    }
     do {
         size_t n = MIN(count, (size_t) VMBK_AGENT_DATA_MAX);
         g_autofree char *h = offset ? g_strdup_printf("op=pwrite\nhandle=%u\noffset=%" PRIu64
@@ -383,6 +454,10 @@ vmbkChildRun(void)
         if (pl->p.disk_begin && vmbkChildDisk(pl, handle, g_ptr_array_index(run.disks, i)) < 0)
             goto failed;
     }
+    for (i = 0; pl->p.fs_begin && i < run.fss->len; i++) {
+        if (vmbkAgentWalk(pl, handle, g_ptr_array_index(run.fss, i), NULL) < 0)
+            goto failed;
+    }
     if (pl->p.close && pl->p.close(handle) < 0) {
         if (!vmbkErrorMessage())
             vmbkError(VMBK_ERR_OPERATION, "close failed without saying why");
@@ -396,6 +471,67 @@ vmbkChildRun(void)
 }
 
 /* --- the agent: gathering the run, and the relay while it runs -------------------------------- */
+
+/* Mount the run's filesystems, each on its own directory below RUN_DIR, before the child starts;
+ * one that cannot be mounted is skipped (the child says so), as the host's runner does. */
+static void
+vmbkAgentRunMount(void)
+{
+    guint i;
+
+    for (i = 0; run.fss && i < run.fss->len; i++) {
+        vmbkAgentRunFs *f = g_ptr_array_index(run.fss, i);
+        g_autofree char *dir = g_strdup_printf(RUN_DIR "/%u-%u", run.id, i);
+        g_autofree char *dev = NULL;
+        int fd;
+
+        g_mkdir_with_parents(RUN_DIR, 0700);
+        if (!(dev = vmbkAgentPartition(f->serial, f->partition, DISK_TIMEOUT_S))) {
+            f->skipped = g_strdup_printf("the %s filesystem '%s' of the new point is not in the "
+                                         "appliance: %s", f->type, f->device,
+                                         vmbkErrorMessage());
+            vmbkErrorReset();
+            continue;
+        }
+        if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+            (fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+            f->skipped = g_strdup_printf("cannot create '%s': %s", dir, g_strerror(errno));
+            continue;
+        }
+        if (vmbkAgentMountRo(dev, g_strcmp0(f->type, "unknown") == 0 ? "" : f->type, fd) < 0) {
+            f->skipped = g_strdup_printf("the %s filesystem '%s' of the new point cannot be "
+                                         "mounted in the appliance: mount %s: %s", f->type,
+                                         f->device, dev, g_strerror(errno));
+            close(fd);
+            rmdir(dir);
+            continue;
+        }
+        close(fd);
+        fprintf(stderr, "vmbk-agent: mounted %s (%s) for plugin run %u\n", dev, f->type, run.id);
+        f->dir = g_steal_pointer(&dir);
+    }
+}
+
+/* Unmount what vmbkAgentRunMount mounted: the child has ended, whatever it did. */
+static void
+vmbkAgentRunUnmount(void)
+{
+    guint i;
+
+    for (i = 0; run.fss && i < run.fss->len; i++) {
+        vmbkAgentRunFs *f = g_ptr_array_index(run.fss, i);
+
+        if (!f->dir)
+            continue;
+        if (umount2(f->dir, UMOUNT_NOFOLLOW) < 0 &&
+            umount2(f->dir, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+            fprintf(stderr, "vmbk-agent: cannot unmount '%s': %s\n", f->dir, g_strerror(errno));
+        else
+            fprintf(stderr, "vmbk-agent: unmounted %s of plugin run %u\n", f->device, run.id);
+        rmdir(f->dir);
+        g_clear_pointer(&f->dir, g_free);
+    }
+}
 
 /* Pass a frame on: to fd, or (-1) to the port. */
 static int
@@ -436,6 +572,8 @@ vmbkAgentPluginGo(int port, GByteArray *in)
         signal(SIGPIPE, SIG_IGN);
         vmbkErrorReset();
         r = vmbkChildRun();
+        if (vmbkChildFlush() < 0)
+            r = -1;
         if (r == 0) {
             g_autoptr(GBytes) f = vmbkAgentFrameEncode(VMBK_AGENT_MSG_PLUGIN_RUN |
                                                        VMBK_AGENT_RESPONSE, run.id, "", 0);
@@ -512,6 +650,8 @@ vmbkAgentPluginGo(int port, GByteArray *in)
     }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    /* Nothing of the run stays mounted once vmbk hears how it ended. */
+    vmbkAgentRunUnmount();
     if (WIFSIGNALED(status))
         return vmbkAgentError(run.id, "plugin '%s' crashed (%s) in the appliance", name,
                               g_strsignal(WTERMSIG(status)));
@@ -537,7 +677,28 @@ vmbkAgentPluginServe(int port, const vmbkAgentFrame *req, GByteArray *in)
         run.header = g_steal_pointer(&header);
         run.so = g_bytes_new(data, len);
         run.disks = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkAgentRunDiskFree);
+        run.fss = g_ptr_array_new_with_free_func((GDestroyNotify) vmbkAgentRunFsFree);
         return 0;
+    case VMBK_AGENT_MSG_PLUGIN_FS: {
+        vmbkAgentRunFs *f;
+        g_autofree char *part = vmbkAgentPayloadGet(header, "partition");
+        g_autofree char *serial = vmbkAgentPayloadGet(header, "serial");
+
+        if (req->id != run.id || !run.fss || !serial)
+            return vmbkAgentError(req->id, "PLUGIN_FS without its PLUGIN_RUN");
+        f = g_new0(vmbkAgentRunFs, 1);
+        f->serial = g_steal_pointer(&serial);
+        f->partition = part ? g_ascii_strtoull(part, NULL, 10) : 0;
+#define FS_GET(field, key) { g_autofree char *v = vmbkAgentPayloadGet(header, key); \
+                             f->field = vmbkAgentUnescape(v ? v : ""); }
+        FS_GET(name, "name");
+        FS_GET(device, "device");
+        FS_GET(type, "type");
+        FS_GET(mountpoint, "mountpoint");
+#undef FS_GET
+        g_ptr_array_add(run.fss, f);
+        return 0;
+    }
     case VMBK_AGENT_MSG_PLUGIN_DISK: {
         g_autofree char *target = vmbkAgentPayloadGet(header, "target");
         g_autofree char *size = vmbkAgentPayloadGet(header, "size");
@@ -566,7 +727,9 @@ vmbkAgentPluginServe(int port, const vmbkAgentFrame *req, GByteArray *in)
     case VMBK_AGENT_MSG_PLUGIN_GO:
         if (req->id != run.id || !run.so)
             return vmbkAgentError(req->id, "PLUGIN_GO without its PLUGIN_RUN");
+        vmbkAgentRunMount();
         ret = vmbkAgentPluginGo(port, in);
+        vmbkAgentRunUnmount();
         vmbkAgentRunReset();
         return ret;
     case VMBK_AGENT_MSG_CANCEL:

@@ -333,6 +333,7 @@ vmbkAgentServe(vmbkAgentFrame *req, GByteArray *in)
     case VMBK_AGENT_MSG_PLUGIN_DISK:
     case VMBK_AGENT_MSG_PLUGIN_GO:
     case VMBK_AGENT_MSG_CANCEL:
+    case VMBK_AGENT_MSG_PLUGIN_FS:
         vmbkAgentPluginServe(port_fd, req, in);
         return 0;
     case VMBK_AGENT_MSG_FILES_MOUNT:

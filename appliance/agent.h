@@ -22,6 +22,13 @@ int vmbkAgentOpenDisk(const char *serial, unsigned int timeout_s, int flags, cha
 /* The device of the hotplugged disk with this serial ("sdb"), or NULL. */
 char *vmbkAgentFindDisk(const char *serial);
 
+/* agent-mount.c: the device of partition part (0: the whole disk) of the disk with this serial,
+ * waiting up to timeout_s for the kernel to have scanned it; NULL (reported with vmbkError). */
+char *vmbkAgentPartition(const char *serial, unsigned int part, unsigned int timeout_s);
+/* Mount dev read-only (type "": the usual ones are tried) on the directory dirfd: 0, or -1 with
+ * errno. */
+int vmbkAgentMountRo(const char *dev, const char *type, int dirfd);
+
 /* agent-files.c: FILES_MOUNT, FILES_LS, FILES_READ, FILES_UMOUNT (in: as for plugins: a
  * FILES_READ stream watches the port for its CANCEL). */
 int vmbkAgentFilesServe(int port, const vmbkAgentFrame *req, GByteArray *in);

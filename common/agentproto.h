@@ -17,7 +17,12 @@
  *
  * Running a plugin (PLUGIN_*) is a conversation under the id of its PLUGIN_RUN: hostctl sends
  * PLUGIN_RUN (the plugin's shared object and configuration), one or more PLUGIN_DISK (the extents
- * to give it; the disks are hotplugged already), then PLUGIN_GO.  The agent runs the plugin in a
+ * to give it; the disks are hotplugged already) for a block-level plugin, one PLUGIN_FS per
+ * filesystem to walk (in the order of the point's inspection; the hotplugged disk by serial= and
+ * partition=, 0 for the whole disk) for a file-level one, both for a plugin that is both, then
+ * PLUGIN_GO.  The agent mounts each filesystem read-only before it starts the plugin and unmounts
+ * it when the plugin has ended, however it ended; one it cannot mount is skipped, and an OUTPUT
+ * "op=warn" says so.  The agent runs the plugin in a
  * child process, which sends OUTPUT frames: hostctl owns the outputs and writes them into the
  * point.  OUTPUT frames with "sync=1" (open, in_parent, convert, close) wait for their response;
  * the others are not answered, and a failure among them is reported by the next close.  The
@@ -67,6 +72,7 @@ typedef enum {
     VMBK_AGENT_MSG_PLUGIN_GO,       /* (not answered) run it */
     VMBK_AGENT_MSG_OUTPUT,          /* agent -> hostctl: op=, handle=, ...; bytes: data */
     VMBK_AGENT_MSG_CANCEL,          /* (not answered) stop the plugin run (or read) with this id */
+    VMBK_AGENT_MSG_PLUGIN_FS,       /* name=, device=, type=, mountpoint=, serial=, partition= */
 
     /* Files of hotplugged disks (see above); values 32 to 47. */
     VMBK_AGENT_MSG_FILES_MOUNT = 32, /* fs=SERIAL PARTITION TYPE MOUNTPOINT lines (in mount

@@ -1,10 +1,12 @@
-/* vmbk: running a block-level plugin inside the backup appliance (see agentproto.h)
+/* vmbk: running a plugin inside the backup appliance (see agentproto.h)
  *
  * The plugin's code runs in the appliance, on the point's images hotplugged read-only; nothing
- * of it runs on the host.  vmbk works out the extents each disk gives it (as the host's runner
- * does, from qemu-nbd's allocation depth), sends them with the plugin's shared object, and then
- * serves the plugin's OUTPUT frames with the same sink as the host's runner: vmbk alone creates,
- * writes and names the files of the point.
+ * of it runs on the host.  For a block-level plugin vmbk works out the extents each disk gives it
+ * (as the host's runner does, from qemu-nbd's allocation depth); for a file-level one it names
+ * the filesystems to walk, those of the point's inspection the host's runner would walk, which
+ * the agent mounts read-only and walks as the host's runner does.  It sends them with the
+ * plugin's shared object, and then serves the plugin's OUTPUT frames with the same sink as the
+ * host's runner: vmbk alone creates, writes and names the files of the point.
  */
 #include <config.h>
 
@@ -16,7 +18,9 @@
 #include <libnbd.h>
 
 #include "appliance.h"
+#include "appliancefs.h"
 #include "backupjob.h"
+#include "inspection.h"
 #include "runner.h"
 #include "vmbk-autoptr.h"
 #include "vmbk-error.h"
@@ -156,6 +160,11 @@ vmbkRemoteOutputOp(vmbkRemoteRun *r, const vmbkAgentFrame *f)
             o->out = out;
             g_hash_table_insert(r->outputs, GUINT_TO_POINTER(handle), o);
         }
+    } else if (g_str_equal(op, "warn")) {
+        /* A filesystem the appliance cannot mount is skipped, said, not fatal (as on the host). */
+        g_autofree char *m_e = vmbkAgentPayloadGet(header, "message");
+        g_autofree char *m = vmbkAgentUnescape(m_e);
+        fprintf(stderr, "%s: warning: %s\n", vmbk_progname, m ? m : "");
     } else if (g_str_equal(op, "in_parent")) {
         if ((rc = vmbk_output_in_parent(r->sink, name)) >= 0) {
             answer = g_strdup_printf("result=%d\n", rc);
@@ -215,6 +224,42 @@ vmbkRemoteOutputOp(vmbkRemoteRun *r, const vmbkAgentFrame *f)
     return 0;
 }
 
+/* One PLUGIN_FS per filesystem the host's runner would walk (vmbkFsWalk): the mountable ones of
+ * the inspection, in its order. */
+static int
+vmbkRemoteFilesystems(vmbkRemoteRun *r, GPtrArray *disks, const vmbkInspection *insp,
+                      const char *what)
+{
+    guint i;
+
+    for (i = 0; i < insp->filesystems->len; i++) {
+        vmbkGuestFs *gfs = g_ptr_array_index(insp->filesystems, i);
+        g_autofree char *name = NULL;
+        g_autofree char *n = NULL;
+        g_autofree char *dev = NULL;
+        g_autofree char *type = NULL;
+        g_autofree char *mp = NULL;
+        g_autofree char *header = NULL;
+        const char *serial;
+        unsigned int part;
+
+        if (!vmbkGuestFsMountable(gfs))
+            continue;
+        if (vmbkApplianceFsDevice(disks, gfs->device, what, &serial, &part) < 0)
+            return -1;
+        name = vmbkFsWalkName(gfs->device);
+        n = vmbkAgentEscape(name);
+        dev = vmbkAgentEscape(gfs->device);
+        type = vmbkAgentEscape(gfs->type ? gfs->type : "");
+        mp = vmbkAgentEscape(gfs->mountpoint ? gfs->mountpoint : "");
+        header = g_strdup_printf("name=%s\ndevice=%s\ntype=%s\nmountpoint=%s\nserial=%s\n"
+                                 "partition=%u\n", n, dev, type, mp, serial, part);
+        if (vmbkRemoteSend(r, VMBK_AGENT_MSG_PLUGIN_FS, header, NULL, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The header of PLUGIN_RUN: the plugin, its configuration, the point (free text escaped). */
 static char *
 vmbkRemoteRunHeader(const vmbkPluginSpec *spec, const vmbkPluginRun *run)
@@ -238,8 +283,9 @@ vmbkRemoteRunHeader(const vmbkPluginSpec *spec, const vmbkPluginRun *run)
 }
 
 int
-vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks, const vmbkPluginSpec *spec,
-                       const vmbkPluginRun *run, vmbkPointPlugin **out)
+vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks, const vmbkInspection *insp,
+                       const vmbkPluginSpec *spec, const vmbkPluginRun *run,
+                       vmbkPointPlugin **out)
 {
     g_autofree char *outdir = g_build_filename(run->dir, spec->plugin_name, NULL);
     g_autofree char *pdir = run->parent_dir ? g_build_filename(run->parent_dir,
@@ -255,6 +301,9 @@ vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks, const vmbkPlug
     vmbkRemoteRun r = { .s = s, .id = s->agent->next_id++, .outputs = outputs,
                         .extents = extents };
     const char *parent = run->parent;
+    bool block = !spec->kind || strstr(spec->kind, "block");
+    bool files = spec->kind && strstr(spec->kind, "file");
+    g_autofree char *what = g_strdup_printf("point %s of domain '%s'", run->id, run->domain);
     bool changed;
     gint64 t0 = g_get_monotonic_time();
     gsize len;
@@ -262,10 +311,9 @@ vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks, const vmbkPlug
     int ret = -1;
 
     *out = NULL;
-    if (spec->kind && strstr(spec->kind, "file")) {
-        vmbkError(VMBK_ERR_USAGE, "plugin '%s' works on files: in the appliance vmbk runs "
-                  "block-level plugins only for now; run it with --via host",
-                  spec->plugin_name);
+    if (files && !insp) {
+        vmbkError(VMBK_ERR_INTERNAL, "plugin '%s' works on files, and the point has no "
+                  "inspection", spec->plugin_name);
         return -1;
     }
     if (!g_file_get_contents(spec->path, &so, &len, &err)) {
@@ -294,13 +342,16 @@ vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks, const vmbkPlug
     header = vmbkRemoteRunHeader(spec, run);
     if (vmbkRemoteSend(&r, VMBK_AGENT_MSG_PLUGIN_RUN, header, so, len) < 0)
         goto out;
-    for (i = 0; i < disks->len; i++) {
+    for (i = 0; block && i < disks->len; i++) {
         if (vmbkRemoteDisk(&r, g_ptr_array_index(disks, i), changed, run->interrupted) < 0)
             goto cancel;
     }
+    if (files && vmbkRemoteFilesystems(&r, disks, insp, what) < 0)
+        goto cancel;
     if (vmbkRemoteSend(&r, VMBK_AGENT_MSG_PLUGIN_GO, "", NULL, 0) < 0)
         goto out;
-    vmbkDebug("plugin %s: running in the appliance, extents sent in %.3f s", spec->plugin_name,
+    vmbkDebug("plugin %s: running in the appliance, %s sent in %.3f s", spec->plugin_name,
+              block && files ? "extents and filesystems" : files ? "filesystems" : "extents",
               (g_get_monotonic_time() - t0) / 1e6);
 
     for (;;) {

@@ -86,12 +86,15 @@ int vmbkApplianceCheckDigest(vmbkApplianceSession *s, const vmbkApplianceDisk *d
 /* A libnbd handle on the disk's export, with base:allocation and qemu:allocation-depth. */
 struct nbd_handle *vmbkApplianceDiskConnect(const vmbkApplianceDisk *d, int64_t *size);
 
-/* appliance-plugin.c: run a (block-level) plugin in the appliance on the attached disks of the
- * point; its outputs are written into run->dir/NAME on the host, as by vmbkPluginRunPoint, and
- * recorded in *out (set also on failure: free it). */
+/* appliance-plugin.c: run a plugin in the appliance on the attached disks of the point: block
+ * level on each disk, file level on each mountable filesystem of insp (the point's, as
+ * vmbkFsWalkInspect gives it; needed for a file-level plugin); its outputs are written into
+ * run->dir/NAME on the host, as by vmbkPluginRunPoint, and recorded in *out (set also on
+ * failure: free it). */
+struct _vmbkInspection;
 int vmbkAppliancePluginRun(vmbkApplianceSession *s, GPtrArray *disks,
-                           const vmbkPluginSpec *spec, const vmbkPluginRun *run,
-                           vmbkPointPlugin **out);
+                           const struct _vmbkInspection *insp, const vmbkPluginSpec *spec,
+                           const vmbkPluginRun *run, vmbkPointPlugin **out);
 
 /* appliance-live.c: the guest's backup job serves on TCP (--export tcp): hotplug each of its
  * exports (job->disks) read-only into the appliance; an array of vmbkApplianceDisk (no qemu-nbd

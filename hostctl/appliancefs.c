@@ -154,9 +154,9 @@ vmbkApplFsAttach(vmbkApplFs *fs)
     return vmbkApplFsCheckInterrupt();
 }
 
-/* Which hotplugged disk and partition a guest device (as inspection names it: /dev/sda1) is. */
-static int
-vmbkApplFsDevice(vmbkApplFs *fs, const char *device, const char **serial, unsigned int *part)
+int
+vmbkApplianceFsDevice(GPtrArray *disks, const char *device, const char *what,
+                      const char **serial, unsigned int *part)
 {
     g_autoptr(GRegex) re = g_regex_new("^/dev/sd([a-z]+)([0-9]*)$", 0, 0, NULL);
     g_autoptr(GMatchInfo) m = NULL;
@@ -168,19 +168,19 @@ vmbkApplFsDevice(vmbkApplFs *fs, const char *device, const char **serial, unsign
     if (!g_regex_match(re, device, 0, &m)) {
         vmbkError(VMBK_ERR_OPERATION, "the filesystem '%s' of %s is not on a partition of a "
                   "disk (LVM, RAID?): the appliance cannot mount it yet; use --via host",
-                  device, fs->what);
+                  device, what);
         return -1;
     }
     letters = g_match_info_fetch(m, 1);
     num = g_match_info_fetch(m, 2);
     for (i = 0; letters[i]; i++)
         index = index * 26 + (letters[i] - 'a' + (i + 1 < strlen(letters) ? 1 : 0));
-    if (index >= fs->disks->len) {
+    if (index >= disks->len) {
         vmbkError(VMBK_ERR_OPERATION, "the filesystem '%s' of %s is on a disk the point does "
-                  "not have", device, fs->what);
+                  "not have", device, what);
         return -1;
     }
-    *serial = ((vmbkApplianceDisk *) g_ptr_array_index(fs->disks, index))->serial;
+    *serial = ((vmbkApplianceDisk *) g_ptr_array_index(disks, index))->serial;
     *part = *num ? g_ascii_strtoull(num, NULL, 10) : 0;
     return 0;
 }
@@ -203,7 +203,7 @@ vmbkApplFsMount(vmbkApplFs *fs, GPtrArray *fss, bool tree)
         const char *serial;
         unsigned int part;
 
-        if (vmbkApplFsDevice(fs, f->device, &serial, &part) < 0)
+        if (vmbkApplianceFsDevice(fs->disks, f->device, fs->what, &serial, &part) < 0)
             return -1;
         g_string_append_printf(req, "fs=%s %u %s %s\n", serial, part,
                                f->type && g_strcmp0(f->type, "unknown") != 0 ? f->type : "", mp);

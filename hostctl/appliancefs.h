@@ -57,5 +57,11 @@ int vmbkApplFsList(vmbkApplFs *fs, const char *arg, const char *path, GPtrArray 
 int vmbkApplFsRead(vmbkApplFs *fs, const char *arg, const char *path, bool follow, bool sparse,
                    int fd);
 
+/* Which of the hotplugged disks (of vmbkApplianceDisk, in the point's order) and partition (0:
+ * the whole disk) a device as libguestfs names it (/dev/sdb2) is; what: the point, for the
+ * message when it is none (LVM, RAID). */
+int vmbkApplianceFsDevice(GPtrArray *disks, const char *device, const char *what,
+                          const char **serial, unsigned int *part);
+
 /* Set by SIGINT/SIGTERM/SIGHUP while a vmbkApplFs is open. */
 extern volatile int vmbkApplFsInterrupted;

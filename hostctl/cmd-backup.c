@@ -25,12 +25,14 @@
 #include "checkpoint.h"
 #include "digest.h"
 #include "domxml.h"
+#include "inspection.h"
 #include "json.h"
 #include "nbdcopy.h"
 #include "nbdexport.h"
 #include "plugin.h"
 #include "qemunbd.h"
 #include "repo.h"
+#include "runner.h"
 #include "snapshot.h"
 #include "spawn.h"
 #include "vmbk.h"
@@ -420,6 +422,7 @@ vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
     g_autoptr(GPtrArray) targets = g_ptr_array_new();
     g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *jobdir = NULL;
+    g_autoptr(vmbkInspection) insp = NULL;
     GPtrArray *disks;
     guint i;
     int ret = -1;
@@ -451,13 +454,25 @@ vmbkBackupAppliance(vmbkBackup *b, vmbkPoint *point, const char *tmpdir)
                                      &interrupted) < 0)
             goto detach;
     }
+    /* A file-level plugin walks the filesystems the host's runner would: those its inspection
+     * of the new images finds (the point's own inspection comes after the commit). */
+    for (i = 0; !insp && i < b->plugins->len; i++) {
+        vmbkPluginSpec *spec = g_ptr_array_index(b->plugins, i);
+        if (spec->kind && strstr(spec->kind, "file")) {
+            gint64 t0 = g_get_monotonic_time();
+            if (!(insp = vmbkFsWalkInspect(images)))
+                goto detach;
+            vmbkDebug("inspected the new point for file-level plugins in %.1f s",
+                      (g_get_monotonic_time() - t0) / 1e6);
+        }
+    }
     for (i = 0; i < b->plugins->len; i++) {
         vmbkPluginSpec *spec = g_ptr_array_index(b->plugins, i);
         vmbkPointPlugin *pp = NULL;
         vmbkPluginRun run;
 
         vmbkBackupPluginRun(b, point, tmpdir, spec, &run);
-        if (vmbkAppliancePluginRun(s, disks, spec, &run, &pp) < 0) {
+        if (vmbkAppliancePluginRun(s, disks, insp, spec, &run, &pp) < 0) {
             vmbkPointPluginFree(pp);
             goto detach;
         }
@@ -611,7 +626,7 @@ VMBK_COMMAND(vmbkCmdBackup)
           "the point (repeatable; 'vmbk plugins' lists them)", "NAME[:KEY=VALUE,...]" },
         { "via", 0, 0, G_OPTION_ARG_STRING, &via, "host (the default) or appliance: the "
           "backup appliance VM reads each new image, hotplugged read-only, checks its digest and "
-          "runs the block-level plugins ('vmbk appliance')", "RUNNER" },
+          "runs the plugins ('vmbk appliance')", "RUNNER" },
         { "export", 0, 0, G_OPTION_ARG_STRING, &export_arg, "where the backup job serves the "
           "point: unix (a socket on the domain's host; the default) or tcp (on ADDR, default "
           "127.0.0.1, and PORT, default a free one)", "unix|tcp[:ADDR[:PORT]]" },
@@ -690,11 +705,6 @@ VMBK_COMMAND(vmbkCmdBackup)
         g_ptr_array_add(plugins, spec);
         if (vmbkPluginCheck(spec) < 0)
             return -1;
-        if (g_str_equal(via, "appliance") && spec->kind && strstr(spec->kind, "file")) {
-            vmbkError(VMBK_ERR_USAGE, "backup: plugin '%s' works on files; --via appliance runs "
-                      "block-level plugins only (use --via host for it)", spec->plugin_name);
-            return -1;
-        }
         for (j = 0; j + 1 < plugins->len; j++) {
             vmbkPluginSpec *other = g_ptr_array_index(plugins, j);
             if (g_str_equal(other->plugin_name, spec->plugin_name)) {

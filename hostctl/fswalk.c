@@ -93,8 +93,7 @@ vmbkFsWalkPath(const char *path)
     return g_strndup(path, len);
 }
 
-/* A name for the filesystem, safe as a file name: "/dev/sda1" -> "sda1", "/dev/vg/lv" -> "vg-lv" */
-static char *
+char *
 vmbkFsWalkName(const char *device)
 {
     char *name = g_strdup(g_str_has_prefix(device, "/dev/") ? device + 5 : device);
@@ -242,6 +241,48 @@ vmbkFsWalkOne(guestfs_h *g, const struct vmbk_fs *fs, const vmbkFsVisitor *v)
     return ret;
 }
 
+/* A libguestfs handle on the images (qcow2, read-only), launched; NULL (reported). */
+static guestfs_h *
+vmbkFsWalkLaunch(GPtrArray *images)
+{
+    guestfs_h *g;
+    guint i;
+
+    if (!(g = vmbkGuestfsNew()))
+        return NULL;
+    for (i = 0; i < images->len; i++) {
+        if (guestfs_add_drive_opts(g, g_ptr_array_index(images, i),
+                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
+                                   GUESTFS_ADD_DRIVE_OPTS_READONLY, 1, -1) < 0) {
+            vmbkErrorGuestfs(g, "cannot open the image '%s'",
+                             (char *) g_ptr_array_index(images, i));
+            guestfs_close(g);
+            return NULL;
+        }
+    }
+    vmbkDebug("fswalk: guestfs launch");
+    if (guestfs_launch(g) < 0) {
+        vmbkErrorGuestfs(g, "cannot start the libguestfs appliance");
+        guestfs_close(g);
+        return NULL;
+    }
+    return g;
+}
+
+vmbkInspection *
+vmbkFsWalkInspect(GPtrArray *images)
+{
+    vmbkInspection *insp;
+    guestfs_h *g;
+
+    if (!(g = vmbkFsWalkLaunch(images)))
+        return NULL;
+    insp = vmbkInspect(g, "the new point");
+    guestfs_shutdown(g);
+    guestfs_close(g);
+    return insp;
+}
+
 int
 vmbkFsWalk(GPtrArray *images, const vmbkFsVisitor *v)
 {
@@ -250,22 +291,8 @@ vmbkFsWalk(GPtrArray *images, const vmbkFsVisitor *v)
     guint i;
     int ret = -1;
 
-    if (!(g = vmbkGuestfsNew()))
+    if (!(g = vmbkFsWalkLaunch(images)))
         return -1;
-    for (i = 0; i < images->len; i++) {
-        if (guestfs_add_drive_opts(g, g_ptr_array_index(images, i),
-                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
-                                   GUESTFS_ADD_DRIVE_OPTS_READONLY, 1, -1) < 0) {
-            vmbkErrorGuestfs(g, "cannot open the image '%s'",
-                             (char *) g_ptr_array_index(images, i));
-            goto out;
-        }
-    }
-    vmbkDebug("fswalk: guestfs launch");
-    if (guestfs_launch(g) < 0) {
-        vmbkErrorGuestfs(g, "cannot start the libguestfs appliance");
-        goto out;
-    }
     if (!(insp = vmbkInspect(g, "the new point")))
         goto out;
     for (i = 0; i < insp->filesystems->len; i++) {

@@ -53,5 +53,11 @@ struct _vmbkFsVisitor {
     volatile int *interrupted;
 };
 int vmbkFsWalk(GPtrArray *images, const vmbkFsVisitor *v);
+/* The inspection vmbkFsWalk walks by: the filesystems of the images, in its order (it launches
+ * libguestfs); NULL (reported). */
+struct _vmbkInspection;
+struct _vmbkInspection *vmbkFsWalkInspect(GPtrArray *images);
+/* A name for a filesystem, safe as a file name: "/dev/sda1" -> "sda1", "/dev/vg/lv" -> "vg-lv". */
+char *vmbkFsWalkName(const char *device);
 /* vmbk_read of a file of the walk. */
 int vmbkFsWalkRead(struct vmbk_source *source, void *buf, uint32_t count, uint64_t offset);

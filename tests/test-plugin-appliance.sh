@@ -3,7 +3,7 @@
 # outputs are the host path's (same digests), an incremental builds on its parent's outputs, a
 # plugin that crashes or fails in the appliance fails the backup naming it and leaves no point and
 # nothing attached, the agent survives it (and a hung one is cancelled on SIGTERM) and the next
-# backup works; file-level plugins are refused before anything is taken.
+# backup works.  (File-level plugins: test-plugin-appliance-files.sh.)
 source "${abs_top_srcdir:-..}/tests/functions.sh"
 requires_root
 requires qemu-img virsh jq supermin
@@ -30,12 +30,6 @@ dom=vmbk-test-plugin-appl
 create_guest "$dom"
 guest_write "$dom" vda 0x3c $((10 * MiB)) $((5 * MiB))
 guest_zero "$dom" vda $((600 * MiB)) $((2 * MiB))
-
-# A file-level plugin is refused before anything is taken (and before the appliance boots).
-expect_fail 2 "plugin 'tar' works on files; --via appliance runs block-level plugins only" \
-    "$VMBK" backup "$dom" -r "$via" --no-catalog --via appliance --plugin tar
-[ ! -e "$via/$dom" ] || [ -z "$(ls "$via/$dom/points" 2>/dev/null)" ] ||
-    fail "a refused backup made a point"
 
 # Full, then an incremental: the same outputs as the host path's.
 # vmdk (a whole disk at every point, converted by vmbk on the host) at the full only.
