@@ -479,7 +479,7 @@ vmbkApplianceSweep(virDomainPtr dom)
         xmlBufferFree(buf);
         g_autofree char *socket = vmbkXPathString(ctx, node, "source/host/@socket");
 
-        if (vmbkApplianceDetach(dom, disk) < 0)
+        if (vmbkApplianceDetach(dom, disk, serial) < 0)
             return -1;
         fprintf(stderr, "%s: detached disk '%s' that an interrupted vmbk left in the "
                 "appliance\n", vmbk_progname, serial);
@@ -617,11 +617,46 @@ vmbkApplianceAttachNbd(virDomainPtr dom, const char *socket, const char *host, c
     return 0;
 }
 
-int
-vmbkApplianceDetach(virDomainPtr dom, const char *xml)
+/* Detach the disk and wait until it is gone: 0, or -1 with *why (not reported: a caller that
+ * cleans up after a failure must not bury the failure's own message). */
+static int
+vmbkApplianceDetachWait(virDomainPtr dom, const char *xml, const char *serial, char **why)
 {
+    g_autofree char *tag = g_strdup_printf("<serial>%s</serial>", serial);
+    gint64 deadline = g_get_monotonic_time() + VMBK_APPLIANCE_DETACH_TIMEOUT_MS * 1000;
+
     if (virDomainDetachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0) {
-        vmbkError(VMBK_ERR_LIBVIRT, "cannot detach a disk from the appliance");
+        *why = g_strdup_printf("cannot detach disk '%s' from the appliance: %s", serial,
+                               virGetLastErrorMessage());
+        virResetLastError();
+        return -1;
+    }
+    /* libvirt returns once the request is sent, or after waiting 5 s for the guest: a loaded
+     * appliance under TCG can take longer to let the disk go, and its server must not stop
+     * while the disk is still there. */
+    for (;;) {
+        g_autofree char *live = virDomainGetXMLDesc(dom, 0);
+
+        if (!live || !strstr(live, tag)) {
+            virResetLastError();
+            return 0;
+        }
+        if (g_get_monotonic_time() > deadline) {
+            *why = g_strdup_printf("the appliance has not let disk '%s' go after %d s", serial,
+                                   VMBK_APPLIANCE_DETACH_TIMEOUT_MS / 1000);
+            return -1;
+        }
+        g_usleep(50 * 1000);
+    }
+}
+
+int
+vmbkApplianceDetach(virDomainPtr dom, const char *xml, const char *serial)
+{
+    g_autofree char *why = NULL;
+
+    if (vmbkApplianceDetachWait(dom, xml, serial, &why) < 0) {
+        vmbkError(VMBK_ERR_OPERATION, "%s", why);
         return -1;
     }
     return 0;
@@ -685,15 +720,16 @@ vmbkApplianceDetachImages(vmbkApplianceSession *s, GPtrArray *disks)
         vmbkApplianceDisk *d = g_ptr_array_index(disks, i);
         gint64 t0 = g_get_monotonic_time();
 
+        g_autofree char *why = NULL;
+
         if (!d->xml)
             continue;
         /* Nothing stays attached to an appliance that stopped.  A detach that fails leaves the
          * disk to the next command (vmbkApplianceSweep); the point's result stands either way. */
         if (virDomainIsActive(s->dom) == 1 &&
-            virDomainDetachDeviceFlags(s->dom, d->xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
-            fprintf(stderr, "%s: warning: cannot detach disk '%s' from the appliance (%s); the "
-                    "next vmbk command will\n", vmbk_progname, d->serial,
-                    virGetLastErrorMessage());
+            vmbkApplianceDetachWait(s->dom, d->xml, d->serial, &why) < 0)
+            fprintf(stderr, "%s: warning: %s; the next vmbk command detaches it\n",
+                    vmbk_progname, why);
         virResetLastError();
         vmbkDebug("appliance: %s detached in %.3f s", d->target,
                   (g_get_monotonic_time() - t0) / 1e6);

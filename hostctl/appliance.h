@@ -53,7 +53,9 @@ int vmbkApplianceStop(virConnectPtr conn);
 /* Hotplug an NBD export (unix socket) into the appliance read-only as a virtio-scsi disk with
  * this serial; *xml receives the device XML to detach it with. */
 int vmbkApplianceAttach(virDomainPtr dom, const char *socket, const char *serial, char **xml);
-int vmbkApplianceDetach(virDomainPtr dom, const char *xml);
+/* Detach waits until the disk is gone (VMBK_APPLIANCE_DETACH_TIMEOUT_MS at most). */
+#define VMBK_APPLIANCE_DETACH_TIMEOUT_MS 60000
+int vmbkApplianceDetach(virDomainPtr dom, const char *xml, const char *serial);
 /* The same for an export on a unix socket, or (socket NULL) on TCP at host:port, named export
  * (NULL: the default), with TLS (qemu.conf's nbd_tls_x509_cert_dir on the appliance's host). */
 int vmbkApplianceAttachNbd(virDomainPtr dom, const char *socket, const char *host,

@@ -802,7 +802,9 @@ assert_nothing_left ()
                 <( { cat "$dir/.base" 2>/dev/null || build_base_image; awk -F '\t' '$1 == "disk" { print $3 }' "$dir/.state"; } | sort -u))
     [ -z "$extra" ] || fail "qemu still has open for domain '$dom': ${extra//$'\n'/, }"
 
-    extra=$(pgrep -af 'qemu-nbd|nbdkit' | grep -F -e "$dom" -e "$dir" || true)
+    # A repository keeps the domain's images in REPO/DOMAIN/ (a bare "$dom" would also match
+    # another test's directory, /tmp/vmbk-test-appliance-tcp.X for vmbk-test-appliance).
+    extra=$(pgrep -af 'qemu-nbd|nbdkit' | grep -F -e "/$dom/" -e "$dir" || true)
     [ -z "$extra" ] || fail "NBD servers left running for domain '$dom': $extra"
     extra=$(find /tmp /var/tmp /run -maxdepth 3 -path /run/libvirt -prune -o \
                  -type s -name "*$dom*" -print 2>/dev/null || true)
