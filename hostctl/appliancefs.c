@@ -235,14 +235,6 @@ vmbkApplFsMount(vmbkApplFs *fs, GPtrArray *fss, bool tree)
     return 0;
 }
 
-static bool
-vmbkApplFsHasTree(const vmbkInspection *insp)
-{
-    return insp && insp->root && insp->filesystems->len > 0 &&
-           g_strcmp0(((vmbkGuestFs *) g_ptr_array_index(insp->filesystems, 0))->mountpoint,
-                     "/") == 0;
-}
-
 static int
 vmbkApplFsMountTree(vmbkApplFs *fs)
 {
@@ -282,30 +274,6 @@ vmbkApplFsMountDevice(vmbkApplFs *fs, vmbkGuestFs *f)
     return 0;
 }
 
-static char *
-vmbkApplFsJoin(const char *mountpoint, const char *path)
-{
-    if (g_str_equal(mountpoint, "/"))
-        return g_strdup(path);
-    if (g_str_equal(path, "/"))
-        return g_strdup(mountpoint);
-    return g_strconcat(mountpoint, path, NULL);
-}
-
-static char *
-vmbkApplFsNames(const vmbkInspection *insp)
-{
-    GString *list = g_string_new(NULL);
-    guint i;
-
-    for (i = 0; insp && i < insp->filesystems->len; i++) {
-        vmbkGuestFs *f = g_ptr_array_index(insp->filesystems, i);
-        if (vmbkGuestFsMountable(f))
-            g_string_append_printf(list, "%s%s (%s)", list->len ? ", " : "", f->device, f->type);
-    }
-    return g_string_free(list, FALSE);
-}
-
 /* /dev/vda1, /dev/hda1, /dev/xvda1 name /dev/sda1 in the appliance, as libguestfs says. */
 static char *
 vmbkApplFsCanonical(const char *device)
@@ -333,7 +301,7 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
             fs->probe.type = (char *) "";
             f = &fs->probe;
         } else if (!(f = vmbkInspectionFindFs(fs->insp, device)) || !vmbkGuestFsMountable(f)) {
-            g_autofree char *list = vmbkApplFsNames(fs->insp);
+            g_autofree char *list = vmbkInspectionFsList(fs->insp);
             vmbkError(VMBK_ERR_OPERATION, "%s has no filesystem '%s'; it has: %s", fs->what,
                       given, *list ? list : "none");
             return NULL;
@@ -352,16 +320,16 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
     }
 
     if (f) {
-        if (f->mountpoint && vmbkApplFsHasTree(fs->insp) && !fs->device) {
+        if (f->mountpoint && vmbkInspectionHasTree(fs->insp) && !fs->device) {
             if (vmbkApplFsMountTree(fs) < 0)
                 return NULL;
-            return vmbkApplFsJoin(f->mountpoint, path);
+            return vmbkGuestPathJoin(f->mountpoint, path);
         }
         if (vmbkApplFsMountDevice(fs, f) < 0)
             return NULL;
         return g_strdup(path);
     }
-    if (vmbkApplFsHasTree(fs->insp) && !fs->device) {
+    if (vmbkInspectionHasTree(fs->insp) && !fs->device) {
         if (vmbkApplFsMountTree(fs) < 0)
             return NULL;
         return g_strdup(path);
@@ -370,7 +338,7 @@ vmbkApplFsResolve(vmbkApplFs *fs, const char *arg)
         vmbkGuestFs *x = g_ptr_array_index(fs->insp->filesystems, i);
         if (vmbkGuestFsMountable(x)) {
             if (f) {
-                g_autofree char *list = vmbkApplFsNames(fs->insp);
+                g_autofree char *list = vmbkInspectionFsList(fs->insp);
                 vmbkError(VMBK_ERR_USAGE, "%s has no operating system vmbk could inspect and "
                           "several filesystems (%s); address one as DEVICE:%s", fs->what, list,
                           path);

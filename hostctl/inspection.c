@@ -85,6 +85,39 @@ vmbkInspectionFindFs(const vmbkInspection *insp, const char *device)
     return NULL;
 }
 
+bool
+vmbkInspectionHasTree(const vmbkInspection *insp)
+{
+    return insp && insp->root && insp->filesystems->len > 0 &&
+           g_strcmp0(((vmbkGuestFs *) g_ptr_array_index(insp->filesystems, 0))->mountpoint,
+                     "/") == 0;
+}
+
+char *
+vmbkInspectionFsList(const vmbkInspection *insp)
+{
+    GString *list = g_string_new(NULL);
+    guint i;
+
+    for (i = 0; insp && i < insp->filesystems->len; i++) {
+        vmbkGuestFs *fs = g_ptr_array_index(insp->filesystems, i);
+        if (vmbkGuestFsMountable(fs))
+            g_string_append_printf(list, "%s%s (%s)", list->len ? ", " : "", fs->device,
+                                   fs->type);
+    }
+    return g_string_free(list, FALSE);
+}
+
+char *
+vmbkGuestPathJoin(const char *mountpoint, const char *path)
+{
+    if (g_str_equal(mountpoint, "/"))
+        return g_strdup(path);
+    if (g_str_equal(path, "/"))
+        return g_strdup(mountpoint);
+    return g_strconcat(mountpoint, path, NULL);
+}
+
 /* Mounted filesystems first, shortest mountpoint first (the order to mount them in), then the
  * others by device. */
 static gint

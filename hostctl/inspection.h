@@ -42,6 +42,12 @@ vmbkInspection *vmbkInspectionLoad(const char *dir, bool *absent);
 bool vmbkGuestFsMountable(const vmbkGuestFs *fs);
 /* The filesystem on device, or NULL. */
 vmbkGuestFs *vmbkInspectionFindFs(const vmbkInspection *insp, const char *device);
+/* Does the guest's tree (an operating system whose first filesystem is "/") exist? */
+bool vmbkInspectionHasTree(const vmbkInspection *insp);
+/* "DEVICE (TYPE), ..." of the mountable filesystems, for messages ("" if none). */
+char *vmbkInspectionFsList(const vmbkInspection *insp);
+/* A guest path below a filesystem mounted at mountpoint, as a path of the guest's tree. */
+char *vmbkGuestPathJoin(const char *mountpoint, const char *path);
 
 /* --json: the inspection object; and the text 'vmbk inspect' prints. */
 void vmbkInspectionJson(vmbkJson *out, const vmbkInspection *insp);

@@ -243,14 +243,6 @@ vmbkSourceOpen(vmbkGlobal *global, const char *repo_path, const char *domain, co
     return g_steal_pointer(&src);
 }
 
-static bool
-vmbkHasTree(const vmbkInspection *insp)
-{
-    return insp->root && insp->filesystems->len > 0 &&
-           g_strcmp0(((vmbkGuestFs *) g_ptr_array_index(insp->filesystems, 0))->mountpoint,
-                     "/") == 0;
-}
-
 static int
 vmbkSourceMountTree(vmbkSource *src)
 {
@@ -284,31 +276,6 @@ vmbkSourceMountDevice(vmbkSource *src, vmbkGuestFs *fs)
     return 0;
 }
 
-static char *
-vmbkJoinGuestPath(const char *mountpoint, const char *path)
-{
-    if (g_str_equal(mountpoint, "/"))
-        return g_strdup(path);
-    if (g_str_equal(path, "/"))
-        return g_strdup(mountpoint);
-    return g_strconcat(mountpoint, path, NULL);
-}
-
-static char *
-vmbkFsList(const vmbkInspection *insp)
-{
-    GString *list = g_string_new(NULL);
-    guint i;
-
-    for (i = 0; i < insp->filesystems->len; i++) {
-        vmbkGuestFs *fs = g_ptr_array_index(insp->filesystems, i);
-        if (vmbkGuestFsMountable(fs))
-            g_string_append_printf(list, "%s%s (%s)", list->len ? ", " : "", fs->device,
-                                   fs->type);
-    }
-    return g_string_free(list, FALSE);
-}
-
 char *
 vmbkSourceResolve(vmbkSource *src, const char *arg)
 {
@@ -324,7 +291,7 @@ vmbkSourceResolve(vmbkSource *src, const char *arg)
         if (!(device = guestfs_canonical_device_name(src->g, given)))
             device = g_strdup(given);
         if (!(fs = vmbkInspectionFindFs(src->insp, device)) || !vmbkGuestFsMountable(fs)) {
-            g_autofree char *list = vmbkFsList(src->insp);
+            g_autofree char *list = vmbkInspectionFsList(src->insp);
             vmbkError(VMBK_ERR_OPERATION, "%s has no filesystem '%s'; it has: %s", src->what,
                       given, *list ? list : "none");
             return NULL;
@@ -337,16 +304,16 @@ vmbkSourceResolve(vmbkSource *src, const char *arg)
     }
 
     if (fs) {
-        if (fs->mountpoint && vmbkHasTree(src->insp) && !src->device) {
+        if (fs->mountpoint && vmbkInspectionHasTree(src->insp) && !src->device) {
             if (vmbkSourceMountTree(src) < 0)
                 return NULL;
-            return vmbkJoinGuestPath(fs->mountpoint, path);
+            return vmbkGuestPathJoin(fs->mountpoint, path);
         }
         if (vmbkSourceMountDevice(src, fs) < 0)
             return NULL;
         return g_strdup(path);
     }
-    if (vmbkHasTree(src->insp) && !src->device) {
+    if (vmbkInspectionHasTree(src->insp) && !src->device) {
         if (vmbkSourceMountTree(src) < 0)
             return NULL;
         return g_strdup(path);
@@ -355,7 +322,7 @@ vmbkSourceResolve(vmbkSource *src, const char *arg)
         vmbkGuestFs *f = g_ptr_array_index(src->insp->filesystems, i);
         if (vmbkGuestFsMountable(f)) {
             if (fs) {
-                g_autofree char *list = vmbkFsList(src->insp);
+                g_autofree char *list = vmbkInspectionFsList(src->insp);
                 vmbkError(VMBK_ERR_USAGE, "%s has no operating system vmbk could inspect and "
                           "several filesystems (%s); address one as DEVICE:%s", src->what, list,
                           path);
